@@ -1,0 +1,249 @@
+"""`handoff serve|migrate|sessions`: the command line. Calls services, never SQL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+import handoff
+from handoff.config import Settings
+from handoff.container import Container
+from handoff.errors import HandoffError
+from handoff.logs import configure_logging, get_logger
+
+log = get_logger("handoff.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log.level)
+    try:
+        args.run(settings, args)
+    except HandoffError as error:
+        Console(stderr=True).print(f"[red]error[/red] [{error.code}] {error.message}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="handoff", description="MCP server for AI-agent handoff.")
+    parser.add_argument("--version", action="version", version=f"handoff {handoff.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="Run the MCP server.")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="http")
+    serve.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1).")
+    serve.add_argument("--port", type=int, default=None, help="HTTP port (default 8765; 0 picks a free one).")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="Create or upgrade the database schema.")
+    migrate.add_argument("--check", action="store_true", help="Only report; exit 1 when not current.")
+    migrate.set_defaults(run=_migrate)
+
+    sessions = commands.add_parser("sessions", help="Inspect sessions.")
+    sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    listing = sub.add_parser("list", help="List sessions.")
+    listing.add_argument("--status", action="append", choices=["active", "dormant", "completed", "expired", "archived"])
+    listing.add_argument("--agent")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    listing.set_defaults(run=_sessions_list)
+    show = sub.add_parser("show", help="Show one session and its latest entries.")
+    show.add_argument("key")
+    show.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
+    show.set_defaults(run=_sessions_show)
+    return parser
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    if args.host:
+        settings.http.host = args.host
+    if args.port is not None:
+        settings.http.port = args.port
+    runner = _serve_stdio if args.transport == "stdio" else _serve_http
+    anyio.run(runner, settings)
+
+
+async def _serve_stdio(settings: Settings) -> None:
+    from handoff.mcp.server import build_server
+
+    async with Container.build(settings) as container:
+        log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
+        await build_server(container).run_stdio_async()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn, plus a banner with the real bound port once the socket is listening."""
+
+    container: Container
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        url = f"http://{host}:{port}/mcp"
+        print(_banner(url, self.container), flush=True)
+        log.info("serving", transport="http", url=url)
+
+
+def _banner(url: str, container: Container) -> str:
+    config = json.dumps({"mcpServers": {"handoff": {"type": "http", "url": url}}}, indent=2)
+    database = container.engine.url.render_as_string(hide_password=True)
+    return (
+        f"handoff {handoff.__version__} serving MCP at {url}\n"
+        f"database: {database}\n"
+        f"health: {url.removesuffix('/mcp')}/healthz  readiness: {url.removesuffix('/mcp')}/readyz\n"
+        f"client config (Claude Code: claude mcp add --transport http handoff {url}):\n{config}"
+    )
+
+
+async def _serve_http(settings: Settings) -> None:
+    from handoff.http.app import build_http_app
+    from handoff.mcp.server import build_server
+
+    async with Container.build(settings) as container:
+        app = build_http_app(build_server(container), container)
+        config = uvicorn.Config(
+            app,
+            host=settings.http.host,
+            port=settings.http.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            lifespan="on",
+        )
+        server = _AnnouncingServer(config)
+        server.container = container
+        await server.serve()
+
+
+# -- migrate ------------------------------------------------------------------------------------
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_migrate, settings, args.check)
+
+
+async def _run_migrate(settings: Settings, check: bool) -> None:
+    from handoff.storage import migrate
+
+    settings.db.auto_migrate = False
+    container = Container.build(settings)
+    try:
+        url = container.engine.url.render_as_string(hide_password=True)
+        if check:
+            current = await migrate.current_revision(container.engine)
+            head = migrate.head_revision()
+            print(f"database {url}: schema {current or 'empty'}, code expects {head}")
+            if current != head:
+                sys.exit(1)
+            return
+        before, after = await migrate.upgrade(container.engine)
+        print(
+            f"database {url}: schema {before or 'empty'} -> {after}"
+            if before != after
+            else f"database {url}: schema {after} is current"
+        )
+    finally:
+        await container.close()
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def _sessions_list(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_sessions_list, settings, args)
+
+
+async def _run_sessions_list(settings: Settings, args: argparse.Namespace) -> None:
+    from handoff.domain.models import SessionStatus
+    from handoff.mcp.schemas import SessionOut
+
+    async with Container.build(settings) as container:
+        statuses = [SessionStatus(s) for s in args.status] if args.status else None
+        page = await container.sessions.list(statuses=statuses, agent=args.agent, cursor=None, limit=args.limit)
+    if args.json:
+        print(json.dumps([SessionOut.of(s).model_dump(mode="json") for s in page.sessions], indent=2))
+        return
+    table = Table(title=f"sessions ({len(page.sessions)}{'+' if page.next_cursor else ''})")
+    for column in ("key", "status", "owner", "entries", "last activity", "expires"):
+        table.add_column(column)
+    for s in page.sessions:
+        table.add_row(
+            s.session_key,
+            s.status.value,
+            s.owner_agent,
+            str(s.entry_count),
+            s.last_activity_at.strftime("%Y-%m-%d %H:%M:%S"),
+            s.expires_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console().print(table)
+
+
+def _sessions_show(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_sessions_show, settings, args)
+
+
+async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> None:
+    from handoff.mcp.schemas import EntryOut, SessionOut
+
+    async with Container.build(settings) as container:
+        view = await container.sessions.get(args.key)
+        session = view.session
+        after = max(0, session.entry_count - 20)
+        from handoff.services.paging import encode_cursor
+
+        page = await container.context.page(
+            args.key, cursor=encode_cursor("c", after) if after else None, limit=20, context_types=None
+        )
+    if args.json:
+        body = {
+            "session": SessionOut.of(session, view.counts_by_type).model_dump(mode="json"),
+            "latest_entries": [EntryOut.of(e).model_dump(mode="json") for e in page.entries],
+        }
+        print(json.dumps(body, indent=2))
+        return
+    console = Console()
+    info = Table(title=f"session {session.session_key}", show_header=False)
+    info.add_column("field")
+    info.add_column("value")
+    for field, value in (
+        ("status", session.status.value),
+        ("owner", session.owner_agent),
+        ("source", session.source_agent),
+        ("participants", ", ".join(f"{p.agent} ({p.role.value})" for p in session.participants)),
+        ("entries", f"{session.entry_count} ({json.dumps(view.counts_by_type)})"),
+        ("bytes", str(session.content_bytes)),
+        ("created", session.created_at.isoformat()),
+        ("last activity", session.last_activity_at.isoformat()),
+        ("expires", session.expires_at.isoformat()),
+        ("metadata", json.dumps(session.metadata, ensure_ascii=False)),
+    ):
+        info.add_row(field, value)
+    console.print(info)
+    entries = Table(title="latest entries")
+    for column in ("#", "type", "agent", "content"):
+        entries.add_column(column)
+    for e in page.entries:
+        text = " ".join(e.content.split())
+        entries.add_row(
+            str(e.sequence_number),
+            e.context_type.value,
+            e.agent,
+            text[:100] + ("…" if len(text) > 100 else ""),
+        )
+    console.print(entries)

@@ -1,0 +1,114 @@
+"""Settings: the only place the environment is read.
+
+Loaded once by the CLI (or a test) and passed down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class DatabaseSettings(BaseModel):
+    url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: a SQLite file in the user data dir.",
+    )
+    auto_migrate: bool = Field(default=True, description="Upgrade the schema at server start.")
+    busy_timeout_ms: int = Field(default=10_000, ge=0)
+    pool_size: int = Field(default=5, ge=1)
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted besides loopback (DNS-rebinding protection).",
+    )
+
+
+class LimitSettings(BaseModel):
+    max_content_bytes: int = Field(default=8 * MIB, ge=1)
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
+    max_page_size: int = Field(default=500, ge=1)
+    max_key_length: int = Field(default=128, ge=8)
+
+
+class LifecycleSettings(BaseModel):
+    default_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    max_ttl_seconds: int = Field(default=365 * 24 * 3600, ge=1)
+
+
+class BriefSettings(BaseModel):
+    default_token_budget: int = Field(default=2000, ge=64)
+    max_token_budget: int = Field(default=32_000, ge=64)
+
+
+class CacheSettings(BaseModel):
+    redis_url: SecretStr | None = None
+
+
+class AnalysisSettings(BaseModel):
+    roots: list[Path] = Field(default_factory=list)
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Env: HANDOFF_<GROUP>__<NAME>, plus the documented short aliases."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HANDOFF_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    brief: BriefSettings = Field(default_factory=BriefSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    # Short, documented names from SPEC.md; they win over the nested form when set.
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    analysis_roots: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+
+    def model_post_init(self, __context: object) -> None:
+        if self.database_url is not None:
+            self.db.url = self.database_url
+        if self.redis_url is not None:
+            self.cache.redis_url = self.redis_url
+        if self.analysis_roots:
+            self.analysis.roots = [Path(p) for p in self.analysis_roots.split(":") if p]
+        if self.log_level is not None:
+            self.log.level = self.log_level
+
+    def database_url_value(self) -> str:
+        """The effective SQLAlchemy URL (async driver), defaulting to the user data dir."""
+        if self.db.url is not None:
+            return normalise_database_url(self.db.url.get_secret_value())
+        data_dir = Path(platformdirs.user_data_dir("handoff", appauthor=False))
+        return f"sqlite+aiosqlite:///{data_dir / 'handoff.db'}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain URLs users paste and pick the async driver for them."""
+    if url.startswith("sqlite:///") or url == "sqlite://":
+        return "sqlite+aiosqlite" + url[len("sqlite") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url

@@ -1,0 +1,71 @@
+"""The composition root: settings → engine → unit of work → services. Nothing else builds adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from handoff.clock import SystemClock
+from handoff.config import Settings
+from handoff.logs import get_logger
+from handoff.services.context import ContextService
+from handoff.services.handoffs import HandoffService
+from handoff.services.health import HealthService
+from handoff.services.ports import Clock
+from handoff.services.sessions import SessionService
+from handoff.storage import migrate
+from handoff.storage.engine import create_engine
+from handoff.storage.probe import DatabaseProbe
+from handoff.storage.uow import SqlUnitOfWorkFactory
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionService
+    context: ContextService
+    handoffs: HandoffService
+    health: HealthService
+    clock: Clock = field(default_factory=SystemClock)
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
+        clock = clock or SystemClock()
+        engine = create_engine(settings.database_url_value(), settings.db)
+        uow = SqlUnitOfWorkFactory(engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=SessionService(uow, clock, settings.limits, settings.lifecycle),
+            context=ContextService(uow, clock, settings.limits),
+            handoffs=HandoffService(uow, clock, settings.limits, settings.brief),
+            health=HealthService(DatabaseProbe(engine)),
+            clock=clock,
+        )
+
+    async def start(self) -> None:
+        """Bring dependencies up; migrate the schema when allowed and needed."""
+        if self.settings.db.auto_migrate:
+            before, after = await migrate.upgrade(self.engine)
+            if before != after:
+                log.info("schema migrated", from_revision=before, to_revision=after)
+        report = await self.health.check_ready()
+        log.info("dependencies checked", **report)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

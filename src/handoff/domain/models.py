@@ -1,0 +1,127 @@
+"""The nouns of the product: sessions, context entries, handoffs, lifecycle events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    DORMANT = "dormant"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    ARCHIVED = "archived"
+
+
+class ContextType(StrEnum):
+    MESSAGE = "message"
+    FILE = "file"
+    TOOL_CALL = "tool_call"
+    SYSTEM = "system"
+
+
+class HandoffType(StrEnum):
+    CONTEXT_TRANSFER = "context_transfer"
+    FULL_HANDOFF = "full_handoff"
+    COLLABORATION = "collaboration"
+
+
+class HandoffStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+
+
+class ParticipantRole(StrEnum):
+    OWNER = "owner"
+    COLLABORATOR = "collaborator"
+    READER = "reader"
+    FORMER_OWNER = "former_owner"
+
+
+WRITER_ROLES = frozenset({ParticipantRole.OWNER, ParticipantRole.COLLABORATOR})
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    agent: str
+    role: ParticipantRole
+    joined_at: datetime
+
+
+@dataclass(slots=True)
+class Session:
+    id: int
+    session_key: str
+    source_agent: str
+    owner_agent: str
+    status: SessionStatus
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime
+    ttl_seconds: int
+    entry_count: int
+    content_bytes: int
+    participants: list[Participant] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextEntry:
+    session_id: int
+    sequence_number: int
+    context_type: ContextType
+    content: str
+    metadata: dict[str, Any]
+    agent: str
+    created_at: datetime
+    content_bytes: int
+    content_sha256: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry as the caller hands it in, before it has a sequence number."""
+
+    context_type: ContextType
+    content: str
+    metadata: dict[str, Any]
+    agent: str
+    content_bytes: int
+    content_sha256: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    handoff_id: str
+    session_id: int
+    session_key: str
+    source_agent: str
+    target_agent: str
+    handoff_type: HandoffType
+    status: HandoffStatus
+    request_data: dict[str, Any]
+    brief: str
+    summary: str
+    instructions: str
+    token_budget: int
+    brief_tokens: int
+    up_to_sequence: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    session_id: int
+    from_status: SessionStatus | None
+    to_status: SessionStatus
+    reason: str
+    actor: str
+    created_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)

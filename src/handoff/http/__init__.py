@@ -1,0 +1,1 @@
+"""The HTTP entry point: the MCP endpoint at /mcp plus health routes."""

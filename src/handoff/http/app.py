@@ -1,0 +1,43 @@
+"""The Starlette app served by `handoff serve --transport http`."""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from handoff.container import Container
+
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+
+
+def build_http_app(server: MCPServer, container: Container) -> Starlette:
+    settings = container.settings
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @server.custom_route("/readyz", methods=["GET"])
+    async def readyz(_: Request) -> Response:
+        report = await container.health.check_ready()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    extra = settings.http.allowed_hosts
+    security = TransportSecuritySettings(
+        # Browsers on other sites must not reach a loopback server through DNS rebinding.
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=LOOPBACK_HOSTS + extra,
+        allowed_origins=LOOPBACK_ORIGINS + [f"http://{h}" for h in extra] + [f"https://{h}" for h in extra],
+    )
+    # Content is limited in bytes after decoding; JSON escaping can inflate it up to 6x on the wire.
+    body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
+    return server.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=security,
+        max_request_body_size=body_limit,
+        host=settings.http.host,
+    )

@@ -1,0 +1,198 @@
+"""Wire shapes of tool results and resource bodies (pydantic, so every tool has an output schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from handoff.domain.models import ContextEntry, Handoff, LifecycleEvent, Session
+from handoff.services.handoffs import HandoffView
+
+SessionStatusName = Literal["active", "dormant", "completed", "expired", "archived"]
+ContextTypeName = Literal["message", "file", "tool_call", "system"]
+HandoffTypeName = Literal["context_transfer", "full_handoff", "collaboration"]
+
+
+class ParticipantOut(BaseModel):
+    agent: str
+    role: Literal["owner", "collaborator", "reader", "former_owner"]
+    joined_at: datetime
+
+
+class SessionOut(BaseModel):
+    session_key: str
+    status: SessionStatusName
+    source_agent: str
+    owner_agent: str
+    participants: list[ParticipantOut]
+    metadata: dict[str, Any]
+    entry_count: int = Field(description="Entries so far; also the last sequence number.")
+    content_bytes: int
+    ttl_seconds: int
+    created_at: datetime
+    updated_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime = Field(description="Slides forward with every write.")
+    counts_by_type: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, session: Session, counts_by_type: dict[str, int] | None = None) -> SessionOut:
+        return cls(
+            session_key=session.session_key,
+            status=session.status.value,
+            source_agent=session.source_agent,
+            owner_agent=session.owner_agent,
+            participants=[
+                ParticipantOut(agent=p.agent, role=p.role.value, joined_at=p.joined_at) for p in session.participants
+            ],
+            metadata=session.metadata,
+            entry_count=session.entry_count,
+            content_bytes=session.content_bytes,
+            ttl_seconds=session.ttl_seconds,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            last_activity_at=session.last_activity_at,
+            expires_at=session.expires_at,
+            counts_by_type=counts_by_type,
+        )
+
+
+class EntryOut(BaseModel):
+    sequence_number: int
+    context_type: ContextTypeName
+    content: str
+    metadata: dict[str, Any]
+    agent: str
+    created_at: datetime
+    content_bytes: int
+
+    @classmethod
+    def of(cls, entry: ContextEntry) -> EntryOut:
+        return cls(
+            sequence_number=entry.sequence_number,
+            context_type=entry.context_type.value,
+            content=entry.content,
+            metadata=entry.metadata,
+            agent=entry.agent,
+            created_at=entry.created_at,
+            content_bytes=entry.content_bytes,
+        )
+
+
+class EntryReceipt(BaseModel):
+    sequence_number: int
+    context_type: ContextTypeName
+    content_bytes: int
+    content_sha256: str
+    agent: str
+    created_at: datetime
+    idempotency_key: str | None
+    replayed: bool = Field(description="True when an earlier append with this idempotency_key was returned.")
+
+    @classmethod
+    def of(cls, entry: ContextEntry, *, replayed: bool) -> EntryReceipt:
+        return cls(
+            sequence_number=entry.sequence_number,
+            context_type=entry.context_type.value,
+            content_bytes=entry.content_bytes,
+            content_sha256=entry.content_sha256,
+            agent=entry.agent,
+            created_at=entry.created_at,
+            idempotency_key=entry.idempotency_key,
+            replayed=replayed,
+        )
+
+
+class HandoffOut(BaseModel):
+    handoff_id: str
+    session_key: str
+    status: Literal["pending", "accepted", "completed"]
+    handoff_type: HandoffTypeName
+    source_agent: str
+    target_agent: str
+    brief: str = Field(description="Markdown brief, within token_budget (estimated tokens).")
+    brief_tokens: int
+    token_budget: int
+    summary: str
+    instructions: str = Field(description="Exactly how the target fetches the rest and continues.")
+    resources: list[str]
+    request_data: dict[str, Any]
+    up_to_sequence: int = Field(description="The brief covers entries 1..up_to_sequence.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: HandoffView) -> HandoffOut:
+        h: Handoff = view.handoff
+        return cls(
+            handoff_id=h.handoff_id,
+            session_key=h.session_key,
+            status=h.status.value,
+            handoff_type=h.handoff_type.value,
+            source_agent=h.source_agent,
+            target_agent=h.target_agent,
+            brief=h.brief,
+            brief_tokens=h.brief_tokens,
+            token_budget=h.token_budget,
+            summary=h.summary,
+            instructions=h.instructions,
+            resources=view.resources,
+            request_data=h.request_data,
+            up_to_sequence=h.up_to_sequence,
+            created_at=h.created_at,
+        )
+
+
+class LifecycleEventOut(BaseModel):
+    from_status: SessionStatusName | None
+    to_status: SessionStatusName
+    reason: str
+    actor: str
+    details: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: LifecycleEvent) -> LifecycleEventOut:
+        return cls(
+            from_status=event.from_status.value if event.from_status else None,
+            to_status=event.to_status.value,
+            reason=event.reason,
+            actor=event.actor,
+            details=event.details,
+            created_at=event.created_at,
+        )
+
+
+class RegisterSessionResult(BaseModel):
+    session: SessionOut
+
+
+class UpdateContextResult(BaseModel):
+    entry: EntryReceipt
+    session: SessionOut
+
+
+class RequestHandoffResult(BaseModel):
+    handoff: HandoffOut
+
+
+class GetSessionResult(BaseModel):
+    session: SessionOut
+
+
+class ContextPageResult(BaseModel):
+    session: SessionOut
+    entries: list[EntryOut]
+    next_cursor: str | None = Field(description="Pass as cursor to read the next page; null on the last page.")
+
+
+class SessionListResult(BaseModel):
+    sessions: list[SessionOut]
+    next_cursor: str | None
+
+
+class LifecycleResult(BaseModel):
+    session_key: str
+    status: SessionStatusName
+    events: list[LifecycleEventOut]

@@ -1,0 +1,184 @@
+"""Tool handlers: validate (schema), call one service, shape the result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from handoff.container import Container
+from handoff.domain.models import SessionStatus
+from handoff.mcp.errors import tool_errors
+from handoff.mcp.schemas import (
+    ContextPageResult,
+    ContextTypeName,
+    EntryOut,
+    EntryReceipt,
+    GetSessionResult,
+    HandoffOut,
+    HandoffTypeName,
+    LifecycleEventOut,
+    LifecycleResult,
+    RegisterSessionResult,
+    RequestHandoffResult,
+    SessionListResult,
+    SessionOut,
+    SessionStatusName,
+    UpdateContextResult,
+)
+
+SessionKey = Annotated[
+    str,
+    Field(description="Client-chosen unique key: letters, digits and . _ : @ + - (max 128).", max_length=1024),
+]
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+
+
+def register_tools(server: MCPServer, c: Container) -> None:
+    @tool_errors
+    async def register_session(
+        session_key: SessionKey,
+        source_agent: Annotated[str, Field(description="The agent starting the session; it becomes the owner.")],
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="Free-form JSON object stored with the session.")
+        ] = None,
+        ttl_seconds: Annotated[
+            int | None,
+            Field(description="Seconds without activity before the session expires; default from settings."),
+        ] = None,
+    ) -> RegisterSessionResult:
+        """Create a session under a unique key, owned by source_agent and active until its TTL runs out."""
+        session = await c.sessions.register(session_key, source_agent, metadata or {}, ttl_seconds)
+        return RegisterSessionResult(session=SessionOut.of(session, {}))
+
+    @tool_errors
+    async def update_context(
+        session_key: SessionKey,
+        context_type: Annotated[ContextTypeName, Field(description="What kind of entry this is.")],
+        content: Annotated[str, Field(description="The entry's text (up to the server's size limit, 8 MiB default).")],
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description=(
+                    "JSON object. Recognised keys feed the handoff brief: role (user|assistant) on messages, "
+                    "path and action on files, tool and status on tool calls, kind (decision|rejected|task|"
+                    "task_done|test_failure|test_pass|request)."
+                )
+            ),
+        ] = None,
+        agent: Annotated[str | None, Field(description="Who writes; defaults to the session's owner.")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(description="Retries with the same key return the original entry instead of a new one."),
+        ] = None,
+    ) -> UpdateContextResult:
+        """Append one entry to a session's context; it gets the next gap-free sequence number."""
+        result = await c.context.append(session_key, context_type, content, metadata or {}, agent, idempotency_key)
+        return UpdateContextResult(
+            entry=EntryReceipt.of(result.entry, replayed=result.replayed),
+            session=SessionOut.of(result.session),
+        )
+
+    @tool_errors
+    async def request_handoff(
+        session_key: SessionKey,
+        target_agent: Annotated[str, Field(description="The agent that takes over or joins.")],
+        handoff_type: Annotated[
+            HandoffTypeName,
+            Field(
+                description=(
+                    "context_transfer: target gets a read copy, owner keeps writing; full_handoff: ownership "
+                    "moves to target and the source stops writing; collaboration: both may write."
+                )
+            ),
+        ] = "context_transfer",
+        request_data: Annotated[
+            dict[str, Any] | None, Field(description='Anything the target should know, e.g. {"note": "..."}.')
+        ] = None,
+        token_budget: Annotated[
+            int | None, Field(description="Upper bound on the brief's size in estimated tokens (64..32000).")
+        ] = None,
+    ) -> RequestHandoffResult:
+        """Hand a session to another agent: returns a bounded brief and exact instructions to fetch the rest."""
+        view = await c.handoffs.request(session_key, target_agent, handoff_type, request_data or {}, token_budget)
+        return RequestHandoffResult(handoff=HandoffOut.of(view))
+
+    @tool_errors
+    async def get_context(
+        session_key: SessionKey,
+        cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+        limit: Annotated[int, Field(description="Entries per page (1..500).")] = 100,
+        context_types: Annotated[
+            list[ContextTypeName] | None, Field(description="Only these entry types (all when omitted).")
+        ] = None,
+    ) -> ContextPageResult:
+        """Read a session's entries in sequence order, one page at a time (archived sessions too)."""
+        page = await c.context.page(session_key, cursor=cursor, limit=limit, context_types=context_types)
+        return ContextPageResult(
+            session=SessionOut.of(page.session, page.counts_by_type),
+            entries=[EntryOut.of(e) for e in page.entries],
+            next_cursor=page.next_cursor,
+        )
+
+    @tool_errors
+    async def get_session(session_key: SessionKey) -> GetSessionResult:
+        """A session's metadata, status, owner, participants and entry counts by type."""
+        view = await c.sessions.get(session_key)
+        return GetSessionResult(session=SessionOut.of(view.session, view.counts_by_type))
+
+    @tool_errors
+    async def list_sessions(
+        status: Annotated[
+            list[SessionStatusName] | None,
+            Field(description="Only sessions in these states (all when omitted)."),
+        ] = None,
+        agent: Annotated[str | None, Field(description="Only sessions this agent takes part in.")] = None,
+        cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+        limit: Annotated[int, Field(description="Sessions per page (1..500).")] = 50,
+    ) -> SessionListResult:
+        """List sessions, oldest first, optionally filtered by state and participating agent."""
+        statuses = [SessionStatus(s) for s in status] if status else None
+        page = await c.sessions.list(statuses=statuses, agent=agent, cursor=cursor, limit=limit)
+        return SessionListResult(sessions=[SessionOut.of(s) for s in page.sessions], next_cursor=page.next_cursor)
+
+    @tool_errors
+    async def get_handoff(
+        handoff_id: Annotated[str, Field(description="The handoff_id returned by request_handoff.")],
+    ) -> RequestHandoffResult:
+        """Read a handoff: brief, summary, instructions and resource URIs."""
+        return RequestHandoffResult(handoff=HandoffOut.of(await c.handoffs.get(handoff_id)))
+
+    @tool_errors
+    async def get_lifecycle(session_key: SessionKey) -> LifecycleResult:
+        """A session's lifecycle events (state and ownership changes), oldest first."""
+        session, events = await c.sessions.lifecycle(session_key)
+        return LifecycleResult(
+            session_key=session.session_key,
+            status=session.status.value,
+            events=[LifecycleEventOut.of(e) for e in events],
+        )
+
+    @tool_errors
+    async def complete_session(
+        session_key: SessionKey,
+        agent: Annotated[str | None, Field(description="Must be the owner; defaults to the owner.")] = None,
+    ) -> GetSessionResult:
+        """Mark a session's work as done: it becomes read-only (completed)."""
+        session = await c.sessions.complete(session_key, agent)
+        return GetSessionResult(session=SessionOut.of(session))
+
+    for fn, hints in (
+        (register_session, WRITE),
+        (update_context, WRITE),
+        (request_handoff, WRITE),
+        (get_context, READ_ONLY),
+        (get_session, READ_ONLY),
+        (list_sessions, READ_ONLY),
+        (get_handoff, READ_ONLY),
+        (get_lifecycle, READ_ONLY),
+        (complete_session, WRITE),
+    ):
+        server.add_tool(fn, annotations=hints, structured_output=True)

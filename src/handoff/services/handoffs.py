@@ -1,0 +1,158 @@
+"""Requesting a handoff and reading it back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from handoff.config import BriefSettings, LimitSettings
+from handoff.domain.brief import MIN_TOKEN_BUDGET, BriefContext, render_brief
+from handoff.domain.digest import Digest
+from handoff.domain.instructions import handoff_resources, render_instructions
+from handoff.domain.lifecycle import WRITABLE_STATES, role_of
+from handoff.domain.models import Handoff, HandoffStatus, HandoffType, ParticipantRole, Session
+from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
+from handoff.errors import InvalidInput, InvalidState
+from handoff.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from handoff.services.transitions import expire_if_due, next_expiry, reactivate_if_dormant, record_event
+
+# Higher wins: a handoff never demotes an agent that already holds more rights.
+_RANK = {
+    ParticipantRole.FORMER_OWNER: 0,
+    ParticipantRole.READER: 1,
+    ParticipantRole.COLLABORATOR: 2,
+    ParticipantRole.OWNER: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffView:
+    handoff: Handoff
+    resources: list[str]
+
+
+class HandoffService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, limits: LimitSettings, brief: BriefSettings) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._limits = limits
+        self._brief = brief
+
+    async def request(
+        self,
+        session_key: str,
+        target_agent: str,
+        handoff_type: str,
+        request_data: Any,
+        token_budget: int | None,
+    ) -> HandoffView:
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        target = validate_agent(target_agent, field="target_agent", max_length=self._limits.max_key_length)
+        kind = parse_handoff_type(handoff_type)
+        data = validate_metadata(request_data, field="request_data", max_bytes=self._limits.max_metadata_bytes)
+        budget = self._brief.default_token_budget if token_budget is None else token_budget
+        if not MIN_TOKEN_BUDGET <= budget <= self._brief.max_token_budget:
+            raise InvalidInput(
+                f"token_budget must be between {MIN_TOKEN_BUDGET} and {self._brief.max_token_budget}, got {budget}",
+                {"field": "token_budget"},
+            )
+
+        async with self._uow(write=True) as uow:
+            session = await uow.sessions.get(key, for_update=True)
+            now = self._clock.now()
+            if await expire_if_due(uow, session, now=now):
+                await uow.commit()
+                raise InvalidState(f"session '{key}' is expired; it can no longer be handed off", {"status": "expired"})
+            if session.status not in WRITABLE_STATES:
+                raise InvalidState(
+                    f"session '{key}' is {session.status.value}; only active or dormant sessions can be handed off",
+                    {"status": session.status.value},
+                )
+            source = session.owner_agent
+            if target == source:
+                raise InvalidInput(f"target_agent '{target}' already owns session '{key}'", {"field": "target_agent"})
+            await reactivate_if_dormant(uow, session, actor=source, now=now)
+            await self._apply_effects(uow, session, source, target, kind, now)
+            await uow.sessions.touch(session, now=now, expires_at=next_expiry(session, now))
+
+            digest = Digest.from_json(await uow.sessions.load_digest(session.id))
+            handoff_id = uuid.uuid4().hex
+            rendered = render_brief(
+                digest,
+                BriefContext(
+                    session_key=key,
+                    source_agent=source,
+                    target_agent=target,
+                    handoff_type=kind,
+                    request_data=data,
+                    up_to_sequence=session.entry_count,
+                ),
+                budget,
+            )
+            handoff = Handoff(
+                handoff_id=handoff_id,
+                session_id=session.id,
+                session_key=key,
+                source_agent=source,
+                target_agent=target,
+                handoff_type=kind,
+                status=HandoffStatus.PENDING,
+                request_data=data,
+                brief=rendered.text,
+                summary=rendered.summary,
+                instructions=render_instructions(
+                    session_key=key, handoff_id=handoff_id, target_agent=target, handoff_type=kind
+                ),
+                token_budget=budget,
+                brief_tokens=rendered.tokens,
+                up_to_sequence=session.entry_count,
+                created_at=now,
+            )
+            await uow.handoffs.add(handoff)
+            await uow.commit()
+        return HandoffView(handoff, handoff_resources(key, handoff_id))
+
+    async def get(self, handoff_id: str) -> HandoffView:
+        if not handoff_id or len(handoff_id) > 64 or not handoff_id.isalnum():
+            raise InvalidInput("handoff_id is not a handoff id this server issued", {"field": "handoff_id"})
+        async with self._uow(write=False) as uow:
+            handoff = await uow.handoffs.get(handoff_id)
+        return HandoffView(handoff, handoff_resources(handoff.session_key, handoff.handoff_id))
+
+    async def _apply_effects(
+        self, uow: UnitOfWork, session: Session, source: str, target: str, kind: HandoffType, now: Any
+    ) -> None:
+        if kind is HandoffType.FULL_HANDOFF:
+            await uow.sessions.set_participant(session, source, ParticipantRole.FORMER_OWNER, now=now)
+            await uow.sessions.set_participant(session, target, ParticipantRole.OWNER, now=now)
+            await uow.sessions.set_owner(session, target, now=now)
+            await record_event(
+                uow,
+                session,
+                reason="ownership transferred",
+                actor=source,
+                now=now,
+                details={"from_owner": source, "to_owner": target, "handoff_type": kind.value},
+            )
+            return
+        wanted = ParticipantRole.COLLABORATOR if kind is HandoffType.COLLABORATION else ParticipantRole.READER
+        current = role_of(session, target)
+        if current is None or _RANK[current] < _RANK[wanted]:
+            await uow.sessions.set_participant(session, target, wanted, now=now)
+            await record_event(
+                uow,
+                session,
+                reason=f"{target} joined as {wanted.value}",
+                actor=source,
+                now=now,
+                details={"agent": target, "role": wanted.value, "handoff_type": kind.value},
+            )
+
+
+def parse_handoff_type(value: str) -> HandoffType:
+    try:
+        return HandoffType(value)
+    except ValueError:
+        allowed = ", ".join(t.value for t in HandoffType)
+        raise InvalidInput(f"handoff_type must be one of {allowed}; got {value!r}", {"field": "handoff_type"}) from None

@@ -1,0 +1,33 @@
+"""Opaque page cursors and page-size checks shared by every listing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from handoff.errors import InvalidInput
+
+
+def encode_cursor(prefix: str, value: int) -> str:
+    return base64.urlsafe_b64encode(f"{prefix}:{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, prefix: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        number = int(value)
+        if kind != prefix or number < 0:
+            raise ValueError(kind)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput(
+            "cursor is not one this server issued; pass the next_cursor value from the previous page",
+            {"field": "cursor"},
+        ) from None
+    return number
+
+
+def check_limit(limit: int, maximum: int) -> int:
+    if not 1 <= limit <= maximum:
+        raise InvalidInput(f"limit must be between 1 and {maximum}, got {limit}", {"field": "limit"})
+    return limit

@@ -1,0 +1,143 @@
+"""Registering, reading, listing and completing sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from handoff.config import LifecycleSettings, LimitSettings
+from handoff.domain.digest import Digest
+from handoff.domain.lifecycle import role_of
+from handoff.domain.models import LifecycleEvent, ParticipantRole, Session, SessionStatus
+from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
+from handoff.errors import AlreadyExists, Forbidden, InvalidInput, InvalidState
+from handoff.services.paging import check_limit, decode_cursor, encode_cursor
+from handoff.services.ports import Clock, UnitOfWorkFactory
+from handoff.services.transitions import expire_if_due, transition
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    session: Session
+    counts_by_type: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    sessions: list[Session]
+    next_cursor: str | None
+
+
+class SessionService:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock, limits: LimitSettings, lifecycle: LifecycleSettings
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._limits = limits
+        self._lifecycle = lifecycle
+
+    async def register(self, session_key: str, source_agent: str, metadata: Any, ttl_seconds: int | None) -> Session:
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        agent = validate_agent(source_agent, field="source_agent", max_length=self._limits.max_key_length)
+        meta = validate_metadata(metadata, max_bytes=self._limits.max_metadata_bytes)
+        ttl = self._lifecycle.default_ttl_seconds if ttl_seconds is None else ttl_seconds
+        if not 1 <= ttl <= self._lifecycle.max_ttl_seconds:
+            raise InvalidInput(
+                f"ttl_seconds must be between 1 and {self._lifecycle.max_ttl_seconds}, got {ttl}",
+                {"field": "ttl_seconds"},
+            )
+        now = self._clock.now()
+        async with self._uow(write=True) as uow:
+            existing = await uow.sessions.find(key)
+            if existing is not None:
+                raise AlreadyExists(
+                    f"session '{key}' already exists (status {existing.status.value}, "
+                    f"owner {existing.owner_agent}, {existing.entry_count} entries)",
+                    {"session": public_summary(existing)},
+                )
+            session = await uow.sessions.add(
+                session_key=key,
+                source_agent=agent,
+                metadata=meta,
+                ttl_seconds=ttl,
+                now=now,
+                expires_at=now + timedelta(seconds=ttl),
+            )
+            await uow.sessions.set_participant(session, agent, ParticipantRole.OWNER, now=now)
+            await uow.events.add(
+                LifecycleEvent(
+                    session_id=session.id,
+                    from_status=None,
+                    to_status=SessionStatus.ACTIVE,
+                    reason="registered",
+                    actor=agent,
+                    created_at=now,
+                )
+            )
+            await uow.commit()
+            return await uow.sessions.get(key)
+
+    async def get(self, session_key: str) -> SessionView:
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        async with self._uow(write=False) as uow:
+            session = await uow.sessions.get(key)
+            digest = Digest.from_json(await uow.sessions.load_digest(session.id))
+        return SessionView(session=session, counts_by_type=dict(digest.counts))
+
+    async def list(
+        self,
+        *,
+        statuses: Sequence[SessionStatus] | None,
+        agent: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> SessionPage:
+        limit = check_limit(limit, self._limits.max_page_size)
+        after_id = decode_cursor(cursor, prefix="s") if cursor else None
+        if agent is not None:
+            agent = validate_agent(agent, field="agent", max_length=self._limits.max_key_length)
+        async with self._uow(write=False) as uow:
+            rows = await uow.sessions.list_sessions(statuses=statuses, agent=agent, after_id=after_id, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return SessionPage(rows, encode_cursor("s", rows[-1].id) if more and rows else None)
+
+    async def complete(self, session_key: str, agent: str | None) -> Session:
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        now = self._clock.now()
+        async with self._uow(write=True) as uow:
+            session = await uow.sessions.get(key, for_update=True)
+            actor = session.owner_agent if agent is None else agent
+            if await expire_if_due(uow, session, now=now):
+                await uow.commit()
+                raise InvalidState(f"session '{key}' is expired", {"status": "expired"})
+            if role_of(session, actor) is not ParticipantRole.OWNER:
+                raise Forbidden(
+                    f"only the owner ({session.owner_agent}) may complete session '{key}'",
+                    {"owner": session.owner_agent},
+                )
+            await transition(uow, session, SessionStatus.COMPLETED, reason="completed by owner", actor=actor, now=now)
+            await uow.commit()
+            return await uow.sessions.get(key)
+
+    async def lifecycle(self, session_key: str, limit: int = 200) -> tuple[Session, list[LifecycleEvent]]:
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        async with self._uow(write=False) as uow:
+            session = await uow.sessions.get(key)
+            events = await uow.events.list_for_session(session.id, limit=limit)
+        return session, events
+
+
+def public_summary(session: Session) -> dict[str, Any]:
+    """What anyone may learn about a session that exists: no metadata, no content."""
+    return {
+        "session_key": session.session_key,
+        "status": session.status.value,
+        "source_agent": session.source_agent,
+        "owner_agent": session.owner_agent,
+        "entry_count": session.entry_count,
+        "created_at": session.created_at.isoformat(),
+    }

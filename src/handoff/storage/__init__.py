@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 async Core adapters: tables, engine, repositories, unit of work, migrations."""

@@ -1,0 +1,415 @@
+"""Repositories: SQL for one aggregate each, run on the unit of work's connection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from handoff.domain.models import (
+    ContextEntry,
+    ContextType,
+    Handoff,
+    HandoffStatus,
+    HandoffType,
+    LifecycleEvent,
+    NewEntry,
+    Participant,
+    ParticipantRole,
+    Session,
+    SessionStatus,
+)
+from handoff.errors import AlreadyExists, NotFound
+from handoff.storage.tables import (
+    context_entries,
+    handoffs,
+    lifecycle_events,
+    session_digests,
+    session_participants,
+    sessions,
+)
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back naive; every timestamp we store is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class SqlSessionRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(
+        self,
+        *,
+        session_key: str,
+        source_agent: str,
+        metadata: dict[str, Any],
+        ttl_seconds: int,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Session:
+        try:
+            result = await self._conn.execute(
+                sessions.insert()
+                .values(
+                    session_key=session_key,
+                    source_agent=source_agent,
+                    owner_agent=source_agent,
+                    status=SessionStatus.ACTIVE.value,
+                    meta=metadata,
+                    ttl_seconds=ttl_seconds,
+                    entry_count=0,
+                    content_bytes=0,
+                    created_at=now,
+                    updated_at=now,
+                    last_activity_at=now,
+                    expires_at=expires_at,
+                )
+                .returning(sessions.c.id)
+            )
+        except sa_exc.IntegrityError as exc:
+            # Two registrations raced past the existence check; the unique constraint decides.
+            raise AlreadyExists(f"session '{session_key}' already exists") from exc
+        session_id = result.scalar_one()
+        await self._conn.execute(session_digests.insert().values(session_id=session_id, digest="{}"))
+        session = await self.find_by_id(session_id)
+        assert session is not None
+        return session
+
+    async def get(self, session_key: str, *, for_update: bool = False) -> Session:
+        session = await self.find(session_key, for_update=for_update)
+        if session is None:
+            raise NotFound(f"no session with key '{session_key}'", {"session_key": session_key})
+        return session
+
+    async def find(self, session_key: str, *, for_update: bool = False) -> Session | None:
+        query = sa.select(sessions).where(sessions.c.session_key == session_key)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        return (await self._with_participants([_session(row)]))[0]
+
+    async def find_by_id(self, session_id: int) -> Session | None:
+        row = (await self._conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).mappings().first()
+        if row is None:
+            return None
+        return (await self._with_participants([_session(row)]))[0]
+
+    async def list_sessions(
+        self,
+        *,
+        statuses: Sequence[SessionStatus] | None,
+        agent: str | None,
+        after_id: int | None,
+        limit: int,
+    ) -> list[Session]:
+        query = sa.select(sessions).order_by(sessions.c.id).limit(limit)
+        if statuses:
+            query = query.where(sessions.c.status.in_([s.value for s in statuses]))
+        if agent is not None:
+            members = sa.select(session_participants.c.session_id).where(session_participants.c.agent == agent)
+            query = query.where(sessions.c.id.in_(members))
+        if after_id is not None:
+            query = query.where(sessions.c.id > after_id)
+        rows = (await self._conn.execute(query)).mappings().all()
+        return await self._with_participants([_session(r) for r in rows])
+
+    async def record_append(self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime) -> int:
+        result = await self._conn.execute(
+            sessions.update()
+            .where(sessions.c.id == session.id)
+            .values(
+                entry_count=sessions.c.entry_count + 1,
+                content_bytes=sessions.c.content_bytes + added_bytes,
+                last_activity_at=now,
+                updated_at=now,
+                expires_at=expires_at,
+            )
+            .returning(sessions.c.entry_count)
+        )
+        sequence = int(result.scalar_one())
+        session.entry_count = sequence
+        session.content_bytes += added_bytes
+        session.last_activity_at = session.updated_at = now
+        session.expires_at = expires_at
+        return sequence
+
+    async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
+        await self._conn.execute(
+            sessions.update().where(sessions.c.id == session.id).values(status=status.value, updated_at=now)
+        )
+        session.status = status
+        session.updated_at = now
+
+    async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None:
+        await self._conn.execute(
+            sessions.update()
+            .where(sessions.c.id == session.id)
+            .values(last_activity_at=now, updated_at=now, expires_at=expires_at)
+        )
+        session.last_activity_at = session.updated_at = now
+        session.expires_at = expires_at
+
+    async def set_owner(self, session: Session, owner_agent: str, *, now: datetime) -> None:
+        await self._conn.execute(
+            sessions.update().where(sessions.c.id == session.id).values(owner_agent=owner_agent, updated_at=now)
+        )
+        session.owner_agent = owner_agent
+
+    async def set_participant(self, session: Session, agent: str, role: ParticipantRole, *, now: datetime) -> None:
+        table = session_participants
+        updated = await self._conn.execute(
+            table.update().where(table.c.session_id == session.id, table.c.agent == agent).values(role=role.value)
+        )
+        if updated.rowcount == 0:
+            await self._conn.execute(
+                table.insert().values(session_id=session.id, agent=agent, role=role.value, joined_at=now)
+            )
+        others = [p for p in session.participants if p.agent != agent]
+        joined = next((p.joined_at for p in session.participants if p.agent == agent), now)
+        session.participants = [*others, Participant(agent=agent, role=role, joined_at=joined)]
+
+    async def load_digest(self, session_id: int) -> str | None:
+        result = await self._conn.execute(
+            sa.select(session_digests.c.digest).where(session_digests.c.session_id == session_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def save_digest(self, session_id: int, digest_json: str) -> None:
+        await self._conn.execute(
+            session_digests.update().where(session_digests.c.session_id == session_id).values(digest=digest_json)
+        )
+
+    async def _with_participants(self, found: list[Session]) -> list[Session]:
+        if not found:
+            return found
+        by_id = {s.id: s for s in found}
+        rows = await self._conn.execute(
+            sa.select(session_participants)
+            .where(session_participants.c.session_id.in_(list(by_id)))
+            .order_by(session_participants.c.joined_at, session_participants.c.agent)
+        )
+        for row in rows.mappings():
+            by_id[row["session_id"]].participants.append(
+                Participant(agent=row["agent"], role=ParticipantRole(row["role"]), joined_at=utc(row["joined_at"]))
+            )
+        return found
+
+
+class SqlEntryRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
+        await self._conn.execute(
+            context_entries.insert().values(
+                session_id=session_id,
+                sequence_number=sequence_number,
+                context_type=entry.context_type.value,
+                agent=entry.agent,
+                meta=entry.metadata,
+                content_bytes=entry.content_bytes,
+                content_sha256=entry.content_sha256,
+                idempotency_key=entry.idempotency_key,
+                created_at=now,
+                content=entry.content,
+            )
+        )
+        return ContextEntry(
+            session_id=session_id,
+            sequence_number=sequence_number,
+            context_type=entry.context_type,
+            content=entry.content,
+            metadata=entry.metadata,
+            agent=entry.agent,
+            created_at=now,
+            content_bytes=entry.content_bytes,
+            content_sha256=entry.content_sha256,
+            idempotency_key=entry.idempotency_key,
+        )
+
+    async def find_by_idempotency_key(self, session_id: int, key: str) -> ContextEntry | None:
+        row = (
+            (
+                await self._conn.execute(
+                    sa.select(context_entries).where(
+                        context_entries.c.session_id == session_id, context_entries.c.idempotency_key == key
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else _entry(row)
+
+    async def list_page(
+        self,
+        session_id: int,
+        *,
+        after_sequence: int,
+        limit: int,
+        context_types: Sequence[ContextType] | None,
+    ) -> list[ContextEntry]:
+        query = (
+            sa.select(context_entries)
+            .where(context_entries.c.session_id == session_id, context_entries.c.sequence_number > after_sequence)
+            .order_by(context_entries.c.sequence_number)
+            .limit(limit)
+        )
+        if context_types:
+            query = query.where(context_entries.c.context_type.in_([t.value for t in context_types]))
+        rows = (await self._conn.execute(query)).mappings().all()
+        return [_entry(r) for r in rows]
+
+    async def count_by_type(self, session_id: int) -> dict[str, int]:
+        rows = await self._conn.execute(
+            sa.select(context_entries.c.context_type, sa.func.count())
+            .where(context_entries.c.session_id == session_id)
+            .group_by(context_entries.c.context_type)
+        )
+        return {kind: int(n) for kind, n in rows.tuples()}
+
+
+class SqlHandoffRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, handoff: Handoff) -> None:
+        await self._conn.execute(
+            handoffs.insert().values(
+                handoff_id=handoff.handoff_id,
+                session_id=handoff.session_id,
+                source_agent=handoff.source_agent,
+                target_agent=handoff.target_agent,
+                handoff_type=handoff.handoff_type.value,
+                status=handoff.status.value,
+                request_data=handoff.request_data,
+                brief=handoff.brief,
+                summary=handoff.summary,
+                instructions=handoff.instructions,
+                token_budget=handoff.token_budget,
+                brief_tokens=handoff.brief_tokens,
+                up_to_sequence=handoff.up_to_sequence,
+                created_at=handoff.created_at,
+            )
+        )
+
+    async def get(self, handoff_id: str) -> Handoff:
+        query = (
+            sa.select(handoffs, sessions.c.session_key)
+            .join(sessions, sessions.c.id == handoffs.c.session_id)
+            .where(handoffs.c.handoff_id == handoff_id)
+        )
+        row = (await self._conn.execute(query)).mappings().first()
+        if row is None:
+            raise NotFound(f"no handoff with id '{handoff_id}'", {"handoff_id": handoff_id})
+        return _handoff(row)
+
+    async def list_for_session(self, session_id: int, *, limit: int) -> list[Handoff]:
+        query = (
+            sa.select(handoffs, sessions.c.session_key)
+            .join(sessions, sessions.c.id == handoffs.c.session_id)
+            .where(handoffs.c.session_id == session_id)
+            .order_by(handoffs.c.created_at)
+            .limit(limit)
+        )
+        return [_handoff(r) for r in (await self._conn.execute(query)).mappings()]
+
+
+class SqlEventRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, event: LifecycleEvent) -> None:
+        await self._conn.execute(
+            lifecycle_events.insert().values(
+                session_id=event.session_id,
+                from_status=event.from_status.value if event.from_status else None,
+                to_status=event.to_status.value,
+                reason=event.reason[:200],
+                actor=event.actor,
+                details=event.details,
+                created_at=event.created_at,
+            )
+        )
+
+    async def list_for_session(self, session_id: int, *, limit: int) -> list[LifecycleEvent]:
+        rows = await self._conn.execute(
+            sa.select(lifecycle_events)
+            .where(lifecycle_events.c.session_id == session_id)
+            .order_by(lifecycle_events.c.id)
+            .limit(limit)
+        )
+        return [
+            LifecycleEvent(
+                session_id=r["session_id"],
+                from_status=SessionStatus(r["from_status"]) if r["from_status"] else None,
+                to_status=SessionStatus(r["to_status"]),
+                reason=r["reason"],
+                actor=r["actor"],
+                created_at=utc(r["created_at"]),
+                details=dict(r["details"] or {}),
+            )
+            for r in rows.mappings()
+        ]
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=row["id"],
+        session_key=row["session_key"],
+        source_agent=row["source_agent"],
+        owner_agent=row["owner_agent"],
+        status=SessionStatus(row["status"]),
+        metadata=dict(row["meta"] or {}),
+        created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]),
+        last_activity_at=utc(row["last_activity_at"]),
+        expires_at=utc(row["expires_at"]),
+        ttl_seconds=row["ttl_seconds"],
+        entry_count=int(row["entry_count"]),
+        content_bytes=int(row["content_bytes"]),
+        participants=[],
+    )
+
+
+def _entry(row: Any) -> ContextEntry:
+    return ContextEntry(
+        session_id=row["session_id"],
+        sequence_number=int(row["sequence_number"]),
+        context_type=ContextType(row["context_type"]),
+        content=row["content"],
+        metadata=dict(row["meta"] or {}),
+        agent=row["agent"],
+        created_at=utc(row["created_at"]),
+        content_bytes=int(row["content_bytes"]),
+        content_sha256=row["content_sha256"],
+        idempotency_key=row["idempotency_key"],
+    )
+
+
+def _handoff(row: Any) -> Handoff:
+    return Handoff(
+        handoff_id=row["handoff_id"],
+        session_id=row["session_id"],
+        session_key=row["session_key"],
+        source_agent=row["source_agent"],
+        target_agent=row["target_agent"],
+        handoff_type=HandoffType(row["handoff_type"]),
+        status=HandoffStatus(row["status"]),
+        request_data=dict(row["request_data"] or {}),
+        brief=row["brief"],
+        summary=row["summary"],
+        instructions=row["instructions"],
+        token_budget=row["token_budget"],
+        brief_tokens=row["brief_tokens"],
+        up_to_sequence=int(row["up_to_sequence"]),
+        created_at=utc(row["created_at"]),
+    )

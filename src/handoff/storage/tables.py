@@ -1,0 +1,132 @@
+"""The schema, as SQLAlchemy Core tables. Migrations under migrations/ create exactly this."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+SESSION_STATUSES = ("active", "dormant", "completed", "expired", "archived")
+CONTEXT_TYPES = ("message", "file", "tool_call", "system")
+HANDOFF_TYPES = ("context_transfer", "full_handoff", "collaboration")
+HANDOFF_STATUSES = ("pending", "accepted", "completed")
+ROLES = ("owner", "collaborator", "reader", "former_owner")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("session_key", sa.String(128), nullable=False, unique=True),
+    sa.Column("source_agent", sa.String(128), nullable=False),
+    sa.Column("owner_agent", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("meta", Json, nullable=False),
+    sa.Column("ttl_seconds", sa.Integer, nullable=False),
+    # The per-session sequence counter: bumped in the append transaction, never MAX()+1.
+    sa.Column("entry_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("content_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("last_activity_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_one_of("status", SESSION_STATUSES), name="status"),
+    sa.CheckConstraint("entry_count >= 0", name="entry_count"),
+    sa.Index("ix_sessions_status_id", "status", "id"),
+    sa.Index("ix_sessions_owner_agent", "owner_agent"),
+)
+
+session_participants = sa.Table(
+    "session_participants",
+    metadata,
+    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("agent", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("joined_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_one_of("role", ROLES), name="role"),
+    sa.Index("ix_session_participants_agent", "agent"),
+)
+
+# One small row per session, rewritten on each append: what the brief is rendered from.
+session_digests = sa.Table(
+    "session_digests",
+    metadata,
+    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("digest", sa.Text, nullable=False),
+)
+
+context_entries = sa.Table(
+    "context_entries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("sequence_number", sa.BigInteger, nullable=False),
+    sa.Column("context_type", sa.String(16), nullable=False),
+    sa.Column("agent", sa.String(128), nullable=False),
+    sa.Column("meta", Json, nullable=False),
+    sa.Column("content_bytes", sa.Integer, nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.UniqueConstraint("session_id", "sequence_number", name="uq_context_entries_session_sequence"),
+    sa.UniqueConstraint("session_id", "idempotency_key", name="uq_context_entries_session_idempotency"),
+    sa.CheckConstraint(_one_of("context_type", CONTEXT_TYPES), name="context_type"),
+    sa.CheckConstraint("sequence_number >= 1", name="sequence_number"),
+    sa.Index("ix_context_entries_session_type_seq", "session_id", "context_type", "sequence_number"),
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("handoff_id", sa.String(64), primary_key=True),
+    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("source_agent", sa.String(128), nullable=False),
+    sa.Column("target_agent", sa.String(128), nullable=False),
+    sa.Column("handoff_type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("request_data", Json, nullable=False),
+    sa.Column("brief", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("instructions", sa.Text, nullable=False),
+    sa.Column("token_budget", sa.Integer, nullable=False),
+    sa.Column("brief_tokens", sa.Integer, nullable=False),
+    sa.Column("up_to_sequence", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_one_of("handoff_type", HANDOFF_TYPES), name="handoff_type"),
+    sa.CheckConstraint(_one_of("status", HANDOFF_STATUSES), name="status"),
+    sa.Index("ix_handoffs_session_id", "session_id"),
+    sa.Index("ix_handoffs_target_status", "target_agent", "status"),
+)
+
+lifecycle_events = sa.Table(
+    "lifecycle_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("details", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_lifecycle_events_session_id", "session_id", "id"),
+)
