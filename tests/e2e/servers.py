@@ -100,5 +100,4 @@ def stdio_params(database_url: str, **extra_env: str) -> StdioServerParameters:
 
 
 def _drain(stream: object, sink: list[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        sink.append(line)
+    sink.extend(stream)  # type: ignore[call-overload]  # blocks line by line until the pipe closes
