@@ -175,7 +175,9 @@ async def _run_sessions_list(settings: Settings, args: argparse.Namespace) -> No
 
     async with Container.build(settings) as container:
         statuses = [SessionStatus(s) for s in args.status] if args.status else None
-        page = await container.sessions.list(statuses=statuses, agent=args.agent, cursor=None, limit=args.limit)
+        page = await container.sessions.list_sessions(
+            statuses=statuses, agent=args.agent, cursor=None, limit=args.limit
+        )
     if args.json:
         print(json.dumps([SessionOut.of(s).model_dump(mode="json") for s in page.sessions], indent=2))
         return

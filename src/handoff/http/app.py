@@ -17,11 +17,11 @@ LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 def build_http_app(server: MCPServer, container: Container) -> Starlette:
     settings = container.settings
 
-    @server.custom_route("/healthz", methods=["GET"])
+    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    @server.custom_route("/readyz", methods=["GET"])
+    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def readyz(_: Request) -> Response:
         report = await container.health.check_ready()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)

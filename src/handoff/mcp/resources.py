@@ -36,7 +36,7 @@ class SessionsResourcePage(SessionListResult):
 
 def register_resources(server: MCPServer, c: Container) -> None:
     async def _sessions_page(cursor: str | None) -> str:
-        page = await c.sessions.list(
+        page = await c.sessions.list_sessions(
             statuses=[SessionStatus.ACTIVE, SessionStatus.DORMANT],
             agent=None,
             cursor=cursor,

@@ -141,7 +141,7 @@ def register_tools(server: MCPServer, c: Container) -> None:
     ) -> SessionListResult:
         """List sessions, oldest first, optionally filtered by state and participating agent."""
         statuses = [SessionStatus(s) for s in status] if status else None
-        page = await c.sessions.list(statuses=statuses, agent=agent, cursor=cursor, limit=limit)
+        page = await c.sessions.list_sessions(statuses=statuses, agent=agent, cursor=cursor, limit=limit)
         return SessionListResult(sessions=[SessionOut.of(s) for s in page.sessions], next_cursor=page.next_cursor)
 
     @tool_errors

@@ -87,7 +87,7 @@ class SessionService:
             digest = Digest.from_json(await uow.sessions.load_digest(session.id))
         return SessionView(session=session, counts_by_type=dict(digest.counts))
 
-    async def list(
+    async def list_sessions(
         self,
         *,
         statuses: Sequence[SessionStatus] | None,

@@ -9,6 +9,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handoff.errors import Conflict, Unavailable
+from handoff.services.ports import EntryRepository, EventRepository, HandoffRepository, SessionRepository
 from handoff.storage.engine import WRITE_OPTION
 from handoff.storage.repositories import (
     SqlEntryRepository,
@@ -19,10 +20,10 @@ from handoff.storage.repositories import (
 
 
 class SqlUnitOfWork:
-    sessions: SqlSessionRepository
-    entries: SqlEntryRepository
-    handoffs: SqlHandoffRepository
-    events: SqlEventRepository
+    sessions: SessionRepository
+    entries: EntryRepository
+    handoffs: HandoffRepository
+    events: EventRepository
 
     def __init__(self, engine: AsyncEngine, *, write: bool) -> None:
         self._engine = engine
