@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import anyio
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import handoff
@@ -29,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.run(settings, args)
     except HandoffError as error:
-        Console(stderr=True).print(f"[red]error[/red] [{error.code}] {error.message}")
+        Console(stderr=True).print(f"[red]error[/red] ({error.code}): {escape(error.message)}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -83,6 +85,7 @@ async def _serve_stdio(settings: Settings) -> None:
     async with Container.build(settings) as container:
         log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
         await build_server(container).run_stdio_async()
+        await _drain_leftover_tasks()
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -129,6 +132,25 @@ async def _serve_http(settings: Settings) -> None:
         server = _AnnouncingServer(config)
         server.container = container
         await server.serve()
+        await _drain_leftover_tasks()
+
+
+async def _drain_leftover_tasks(deadline_seconds: float = 5.0) -> None:
+    """Cancel what the transport left running, and let it unwind while the database is still open.
+
+    When a client disconnects mid-request the SDK answers "Connection closed" but the handler task
+    can outlive the transport (HTTP requests were already drained by uvicorn's graceful shutdown).
+    If the engine were disposed first, such a task would wait forever on a database thread that is
+    gone, and the process would never exit. Cancelled transactions roll back; nothing half-written.
+    """
+    current = asyncio.current_task()
+    leftover = {task for task in asyncio.all_tasks() if task is not current and not task.done()}
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        _, stuck = await asyncio.wait(leftover, timeout=deadline_seconds)
+        if stuck:
+            log.warning("tasks still running at shutdown", count=len(stuck))
 
 
 # -- migrate ------------------------------------------------------------------------------------
@@ -139,20 +161,17 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_migrate(settings: Settings, check: bool) -> None:
-    from handoff.storage import migrate
-
     settings.db.auto_migrate = False
     container = Container.build(settings)
     try:
         url = container.engine.url.render_as_string(hide_password=True)
         if check:
-            current = await migrate.current_revision(container.engine)
-            head = migrate.head_revision()
+            current, head = await container.schema_revisions()
             print(f"database {url}: schema {current or 'empty'}, code expects {head}")
             if current != head:
                 sys.exit(1)
             return
-        before, after = await migrate.upgrade(container.engine)
+        before, after = await container.migrate()
         print(
             f"database {url}: schema {before or 'empty'} -> {after}"
             if before != after

@@ -52,11 +52,19 @@ class Container:
     async def start(self) -> None:
         """Bring dependencies up; migrate the schema when allowed and needed."""
         if self.settings.db.auto_migrate:
-            before, after = await migrate.upgrade(self.engine)
+            before, after = await self.migrate()
             if before != after:
                 log.info("schema migrated", from_revision=before, to_revision=after)
         report = await self.health.check_ready()
         log.info("dependencies checked", **report)
+
+    async def migrate(self) -> tuple[str | None, str]:
+        """Upgrade the schema to the newest revision; return (before, after)."""
+        return await migrate.upgrade(self.engine)
+
+    async def schema_revisions(self) -> tuple[str | None, str]:
+        """(revision the database is at, revision this code expects)."""
+        return await migrate.current_revision(self.engine), migrate.head_revision()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -23,7 +23,7 @@ def estimate_tokens(text: str) -> int:
     Real tokenizers average about 4 characters of English per token, so a brief that fits this
     estimate fits the reader's budget with room to spare.
     """
-    ascii_chars = sum(1 for c in text if c < "\x80") if not text.isascii() else len(text)
+    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
     return math.ceil(ascii_chars / 3) + (len(text) - ascii_chars)
 
 
@@ -66,7 +66,7 @@ class _Budget:
         if not lines:
             return
         heading = f"\n## {title}"
-        if estimate_tokens(heading + "\n" + lines[0] + "\n") + self.used > self.limit:
+        if estimate_tokens(heading + "\n") + estimate_tokens(lines[0] + "\n") + self.used > self.limit:
             self.dropped += len(lines)
             return
         self.add(heading)
@@ -93,6 +93,9 @@ def render_brief(digest: Digest, ctx: BriefContext, token_budget: int) -> Render
     for line in header:
         if not budget.add(line):
             break
+    # Keep room for the "left out" note, so a cut brief always says so.
+    note_template = "\n_{dropped} more lines left out to fit {budget} tokens; fetch the full history._"
+    budget.limit -= estimate_tokens(note_template.format(dropped=9999, budget=token_budget) + "\n")
 
     note = [f"- {key}: {_value_text(value)}" for key, value in ctx.request_data.items()]
     budget.section("Handoff note", note)
@@ -119,8 +122,9 @@ def render_brief(digest: Digest, ctx: BriefContext, token_budget: int) -> Render
     if digest.first_request and digest.first_request != digest.last_request:
         budget.section("Original request", [_quote(digest.first_request)])
     budget.section("Recent messages", [_bullet(item, with_agent=True) for item in digest.recent])
+    budget.limit = max(token_budget, 1)
     if budget.dropped:
-        budget.add(f"\n_{budget.dropped} more lines left out to fit {token_budget} tokens; fetch the full history._")
+        budget.add(note_template.format(dropped=budget.dropped, budget=token_budget))
 
     text = "\n".join(budget.lines)
     tokens = estimate_tokens(text)

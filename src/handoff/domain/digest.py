@@ -119,7 +119,7 @@ class Digest:
             self._scan_test_results(seq, content)
 
     def _absorb_message(self, seq: int, content: str, metadata: dict[str, Any], agent: str, kind: str | None) -> None:
-        role = str(metadata.get("role", "")).lower()
+        role = (_first_str(metadata, "role") or "").lower()[:40]
         item = Item(seq, snippet(content), agent)
         if role == "user" or kind == "request":
             self.last_request = item
@@ -168,7 +168,8 @@ class Digest:
                     break
 
     def _scan_test_results(self, seq: int, content: str) -> None:
-        for outcome, test in _TEST_RESULT.findall(content[:200_000]):
+        for outcome, test_id in _TEST_RESULT.findall(content[:200_000]):
+            test = test_id[:SNIPPET_CHARS]
             if outcome == "PASSED":
                 self.failing_tests.pop(test, None)
             else:

@@ -7,6 +7,7 @@ cannot store (lone surrogates, NUL) is refused here, for all of them alike.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -105,8 +106,9 @@ def _check_json_value(value: Any, path: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_json_value(item, f"{path}[{index}]")
-    elif isinstance(value, float) and value != value:  # NaN is not JSON
-        raise InvalidInput(f"{path} is NaN, which JSON cannot represent", {"field": path})
+    elif isinstance(value, float) and not math.isfinite(value):
+        kind = "NaN" if math.isnan(value) else "infinite"
+        raise InvalidInput(f"{path} is {kind}, which JSON cannot represent", {"field": path})
     elif value is not None and not isinstance(value, bool | int | float):
         raise InvalidInput(f"{path} holds a {type(value).__name__}, which is not JSON", {"field": path})
 

@@ -1,0 +1,143 @@
+"""The command line a user types: migrate, sessions list/show, and a clean stdout on stdio."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.servers import HANDOFF, server_env
+
+
+def _run(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HANDOFF, *args], capture_output=True, text=True, env=server_env(db), timeout=60, check=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_migrate_creates_the_schema_and_check_reports_it(db: str) -> None:
+    check = _run(db, "migrate", "--check")
+    assert check.returncode == 1
+    assert "schema empty" in check.stdout
+    first = _run(db, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert "schema empty -> 0001" in first.stdout
+    again = _run(db, "migrate")
+    assert "is current" in again.stdout
+    assert _run(db, "migrate", "--check").returncode == 0
+
+
+def _stdio_exchange(db: str, messages: list[dict[str, object]]) -> tuple[list[str], str]:
+    """Talk raw JSON-RPC to `handoff serve --transport stdio`; close stdin once every request is answered."""
+    proc = subprocess.Popen(
+        [HANDOFF, "serve", "--transport", "stdio"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server_env(db, HANDOFF_LOG_LEVEL="DEBUG"),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    errors: list[str] = []
+    # Drain stderr concurrently: at DEBUG the server logs a lot, and a full pipe would block it.
+    err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    err_reader.start()
+    pending = {m["id"] for m in messages if "id" in m}
+    received: list[str] = []
+    for message in messages:
+        proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while pending:
+        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        received.append(line.rstrip("\n"))
+        pending.discard(json.loads(line).get("id"))
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err_reader.join(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()  # type: ignore[union-attr]
+    stderr = "".join(errors)
+    while not lines.empty():
+        received.append(lines.get().rstrip("\n"))
+    assert proc.returncode == 0, stderr[-2000:]
+    return received, stderr
+
+
+def test_stdio_stdout_carries_only_json_rpc_even_at_debug_level(db: str) -> None:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "register_session", "arguments": {"session_key": "cli-1", "source_agent": "a"}},
+    }
+    bad = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "get_session", "arguments": {}}}
+    lines, stderr = _stdio_exchange(db, [init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call, bad])
+    assert lines, stderr
+    replies = [json.loads(line) for line in lines]  # any log line on stdout would fail to parse here
+    assert all(r.get("jsonrpc") == "2.0" for r in replies)
+    by_id = {r["id"]: r for r in replies if "id" in r}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "handoff"
+    assert by_id[2]["result"]["structuredContent"]["session"]["session_key"] == "cli-1"
+    assert by_id[3]["result"]["isError"] is True
+    # The logs went to stderr, as JSON lines with a correlation id per request.
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    requests = [entry for entry in logged if entry.get("event") == "request"]
+    assert {r.get("tool") for r in requests} >= {"register_session", "get_session"}
+    assert all(len(r["correlation_id"]) == 16 for r in requests)
+
+
+def test_sessions_list_and_show_print_what_is_stored(db: str) -> None:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+    }
+
+    def call(i: int, name: str, arguments: dict[str, object]) -> dict[str, object]:
+        return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+    _stdio_exchange(
+        db,
+        [
+            init,
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            call(2, "register_session", {"session_key": "cli-show", "source_agent": "claude"}),
+            call(3, "update_context", {"session_key": "cli-show", "context_type": "message", "content": "hello there"}),
+        ],
+    )
+    listed = _run(db, "sessions", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["session_key"] for s in json.loads(listed.stdout)] == ["cli-show"]
+    table = _run(db, "sessions", "list")
+    assert "cli-show" in table.stdout and "claude" in table.stdout
+    shown = _run(db, "sessions", "show", "cli-show", "--json")
+    body = json.loads(shown.stdout)
+    assert body["session"]["entry_count"] == 1
+    assert [e["content"] for e in body["latest_entries"]] == ["hello there"]
+    missing = _run(db, "sessions", "show", "nope")
+    assert missing.returncode == 1
+    assert "not_found" in missing.stderr and "nope" in missing.stderr

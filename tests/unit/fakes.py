@@ -1,0 +1,360 @@
+"""In-memory implementations of the service ports, for unit tests of the use cases.
+
+The store keeps committed state. A unit of work copies that state when it begins, works on the
+copy, and publishes it back only on `commit()`; leaving the block without committing discards
+everything, like a rolled-back transaction. Objects handed out are copies, so a service that
+mutates a `Session` it was given changes nothing stored unless it goes through a repository.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from handoff.config import Settings
+from handoff.domain.models import (
+    ContextEntry,
+    ContextType,
+    Handoff,
+    LifecycleEvent,
+    NewEntry,
+    Participant,
+    ParticipantRole,
+    Session,
+    SessionStatus,
+)
+from handoff.errors import AlreadyExists, NotFound
+from handoff.services.context import ContextService
+from handoff.services.handoffs import HandoffService
+from handoff.services.sessions import SessionService
+
+EPOCH = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self, start: datetime = EPOCH) -> None:
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+@dataclass
+class State:
+    """Everything a database would hold."""
+
+    sessions: dict[int, Session] = field(default_factory=dict)
+    digests: dict[int, str] = field(default_factory=dict)
+    entries: dict[int, list[ContextEntry]] = field(default_factory=dict)
+    handoffs: dict[str, Handoff] = field(default_factory=dict)
+    events: list[LifecycleEvent] = field(default_factory=list)
+    next_session_id: int = 1
+
+
+class FakeSessionRepository:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    async def add(
+        self,
+        *,
+        session_key: str,
+        source_agent: str,
+        metadata: dict[str, Any],
+        ttl_seconds: int,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Session:
+        if any(s.session_key == session_key for s in self._state.sessions.values()):
+            raise AlreadyExists(f"session '{session_key}' already exists")
+        session_id = self._state.next_session_id
+        self._state.next_session_id += 1
+        self._state.sessions[session_id] = Session(
+            id=session_id,
+            session_key=session_key,
+            source_agent=source_agent,
+            owner_agent=source_agent,
+            status=SessionStatus.ACTIVE,
+            metadata=copy.deepcopy(metadata),
+            created_at=now,
+            updated_at=now,
+            last_activity_at=now,
+            expires_at=expires_at,
+            ttl_seconds=ttl_seconds,
+            entry_count=0,
+            content_bytes=0,
+        )
+        self._state.digests[session_id] = "{}"
+        self._state.entries[session_id] = []
+        return copy.deepcopy(self._state.sessions[session_id])
+
+    async def get(self, session_key: str, *, for_update: bool = False) -> Session:
+        session = await self.find(session_key, for_update=for_update)
+        if session is None:
+            raise NotFound(f"no session with key '{session_key}'", {"session_key": session_key})
+        return session
+
+    async def find(self, session_key: str, *, for_update: bool = False) -> Session | None:
+        for session in self._state.sessions.values():
+            if session.session_key == session_key:
+                return copy.deepcopy(session)
+        return None
+
+    async def find_by_id(self, session_id: int) -> Session | None:
+        found = self._state.sessions.get(session_id)
+        return None if found is None else copy.deepcopy(found)
+
+    async def list_sessions(
+        self,
+        *,
+        statuses: Sequence[SessionStatus] | None,
+        agent: str | None,
+        after_id: int | None,
+        limit: int,
+    ) -> list[Session]:
+        rows = sorted(self._state.sessions.values(), key=lambda s: s.id)
+        if statuses:
+            rows = [s for s in rows if s.status in statuses]
+        if agent is not None:
+            rows = [s for s in rows if any(p.agent == agent for p in s.participants)]
+        if after_id is not None:
+            rows = [s for s in rows if s.id > after_id]
+        return [copy.deepcopy(s) for s in rows[:limit]]
+
+    async def record_append(self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime) -> int:
+        stored = self._state.sessions[session.id]
+        stored.entry_count += 1
+        stored.content_bytes += added_bytes
+        stored.last_activity_at = stored.updated_at = now
+        stored.expires_at = expires_at
+        session.entry_count = stored.entry_count
+        session.content_bytes = stored.content_bytes
+        session.last_activity_at = session.updated_at = now
+        session.expires_at = expires_at
+        return stored.entry_count
+
+    async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
+        stored = self._state.sessions[session.id]
+        stored.status = session.status = status
+        stored.updated_at = session.updated_at = now
+
+    async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None:
+        stored = self._state.sessions[session.id]
+        stored.last_activity_at = stored.updated_at = now
+        stored.expires_at = expires_at
+        session.last_activity_at = session.updated_at = now
+        session.expires_at = expires_at
+
+    async def set_owner(self, session: Session, owner_agent: str, *, now: datetime) -> None:
+        stored = self._state.sessions[session.id]
+        stored.owner_agent = session.owner_agent = owner_agent
+        stored.updated_at = now
+
+    async def set_participant(self, session: Session, agent: str, role: ParticipantRole, *, now: datetime) -> None:
+        stored = self._state.sessions[session.id]
+        for target in (stored, session):
+            joined = next((p.joined_at for p in target.participants if p.agent == agent), now)
+            target.participants = [
+                *(p for p in target.participants if p.agent != agent),
+                Participant(agent=agent, role=role, joined_at=joined),
+            ]
+
+    async def load_digest(self, session_id: int) -> str | None:
+        return self._state.digests.get(session_id)
+
+    async def save_digest(self, session_id: int, digest_json: str) -> None:
+        if session_id in self._state.digests:
+            self._state.digests[session_id] = digest_json
+
+
+class FakeEntryRepository:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
+        rows = self._state.entries[session_id]
+        if any(r.sequence_number == sequence_number for r in rows):
+            raise AssertionError(f"UNIQUE(session_id, sequence_number) violated: {session_id}/{sequence_number}")
+        if entry.idempotency_key is not None and any(r.idempotency_key == entry.idempotency_key for r in rows):
+            raise AssertionError(f"UNIQUE(session_id, idempotency_key) violated: {entry.idempotency_key}")
+        stored = ContextEntry(
+            session_id=session_id,
+            sequence_number=sequence_number,
+            context_type=entry.context_type,
+            content=entry.content,
+            metadata=copy.deepcopy(entry.metadata),
+            agent=entry.agent,
+            created_at=now,
+            content_bytes=entry.content_bytes,
+            content_sha256=entry.content_sha256,
+            idempotency_key=entry.idempotency_key,
+        )
+        rows.append(stored)
+        return replace(stored, metadata=copy.deepcopy(stored.metadata))
+
+    async def find_by_idempotency_key(self, session_id: int, key: str) -> ContextEntry | None:
+        for row in self._state.entries.get(session_id, []):
+            if row.idempotency_key == key:
+                return row
+        return None
+
+    async def list_page(
+        self,
+        session_id: int,
+        *,
+        after_sequence: int,
+        limit: int,
+        context_types: Sequence[ContextType] | None,
+    ) -> list[ContextEntry]:
+        rows = sorted(self._state.entries.get(session_id, []), key=lambda e: e.sequence_number)
+        rows = [r for r in rows if r.sequence_number > after_sequence]
+        if context_types:
+            rows = [r for r in rows if r.context_type in context_types]
+        return rows[:limit]
+
+    async def count_by_type(self, session_id: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._state.entries.get(session_id, []):
+            counts[row.context_type.value] = counts.get(row.context_type.value, 0) + 1
+        return counts
+
+
+class FakeHandoffRepository:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    async def add(self, handoff: Handoff) -> None:
+        if handoff.handoff_id in self._state.handoffs:
+            raise AssertionError(f"duplicate handoff id {handoff.handoff_id}")
+        self._state.handoffs[handoff.handoff_id] = handoff
+
+    async def get(self, handoff_id: str) -> Handoff:
+        found = self._state.handoffs.get(handoff_id)
+        if found is None:
+            raise NotFound(f"no handoff with id '{handoff_id}'", {"handoff_id": handoff_id})
+        return found
+
+    async def list_for_session(self, session_id: int, *, limit: int) -> list[Handoff]:
+        rows = [h for h in self._state.handoffs.values() if h.session_id == session_id]
+        return sorted(rows, key=lambda h: h.created_at)[:limit]
+
+
+class FakeEventRepository:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    async def add(self, event: LifecycleEvent) -> None:
+        self._state.events.append(event)
+
+    async def list_for_session(self, session_id: int, *, limit: int) -> list[LifecycleEvent]:
+        return [e for e in self._state.events if e.session_id == session_id][:limit]
+
+
+class FakeUnitOfWork:
+    sessions: FakeSessionRepository
+    entries: FakeEntryRepository
+    handoffs: FakeHandoffRepository
+    events: FakeEventRepository
+
+    def __init__(self, factory: FakeUnitOfWorkFactory, *, write: bool) -> None:
+        self._factory = factory
+        self.write = write
+        self._working: State | None = None
+        self.committed = False
+
+    async def __aenter__(self) -> Self:
+        if self._working is not None:
+            raise AssertionError("a unit of work is entered once")
+        self._working = copy.deepcopy(self._factory.state)
+        self.sessions = FakeSessionRepository(self._working)
+        self.entries = FakeEntryRepository(self._working)
+        self.handoffs = FakeHandoffRepository(self._working)
+        self.events = FakeEventRepository(self._working)
+        return self
+
+    async def commit(self) -> None:
+        if self._working is None:
+            raise AssertionError("commit outside the block")
+        if not self.write:
+            raise AssertionError("a read unit of work must not commit")
+        self._factory.state = copy.deepcopy(self._working)
+        self._factory.commits += 1
+        self.committed = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            self._factory.rollbacks += 1
+        self._working = None
+
+
+class FakeUnitOfWorkFactory:
+    """The in-memory database: `state` is what has been committed."""
+
+    def __init__(self) -> None:
+        self.state = State()
+        self.commits = 0
+        self.rollbacks = 0
+        self.opened: list[FakeUnitOfWork] = []
+
+    def __call__(self, *, write: bool) -> FakeUnitOfWork:
+        uow = FakeUnitOfWork(self, write=write)
+        self.opened.append(uow)
+        return uow
+
+    # -- test conveniences (what a test would otherwise do with SQL) --------------------------
+    def session(self, session_key: str) -> Session:
+        for session in self.state.sessions.values():
+            if session.session_key == session_key:
+                return copy.deepcopy(session)
+        raise KeyError(session_key)
+
+    def entries_of(self, session_key: str) -> list[ContextEntry]:
+        return list(self.state.entries[self.session(session_key).id])
+
+    def events_of(self, session_key: str) -> list[LifecycleEvent]:
+        session_id = self.session(session_key).id
+        return [e for e in self.state.events if e.session_id == session_id]
+
+    async def set_status(self, session_key: str, status: SessionStatus, now: datetime) -> None:
+        """Force a status through the repository, the way a lifecycle job would."""
+        async with self(write=True) as uow:
+            session = await uow.sessions.get(session_key, for_update=True)
+            await uow.sessions.set_status(session, status, now=now)
+            await uow.commit()
+
+
+@dataclass
+class Services:
+    uow: FakeUnitOfWorkFactory
+    clock: FakeClock
+    settings: Settings
+    sessions: SessionService
+    context: ContextService
+    handoffs: HandoffService
+
+
+def build_services(settings: Settings | None = None, clock: FakeClock | None = None) -> Services:
+    """Wire the services exactly as `Container.build` does, on the in-memory ports."""
+    settings = settings or Settings()
+    clock = clock or FakeClock()
+    uow = FakeUnitOfWorkFactory()
+    return Services(
+        uow=uow,
+        clock=clock,
+        settings=settings,
+        sessions=SessionService(uow, clock, settings.limits, settings.lifecycle),
+        context=ContextService(uow, clock, settings.limits),
+        handoffs=HandoffService(uow, clock, settings.limits, settings.brief),
+    )
