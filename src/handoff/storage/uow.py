@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
+import anyio
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -64,11 +65,14 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self._conn is not None
-        try:
-            if not self._done:
-                await self._conn.rollback()
-        finally:
-            await self._conn.close()
+        # Shielded: a cancelled request (client cancel, disconnect, deadline) must still release its
+        # transaction, or SQLite's write lock would stay held by a connection nobody owns.
+        with anyio.CancelScope(shield=True):
+            try:
+                if not self._done:
+                    await self._conn.rollback()
+            finally:
+                await self._conn.close()
         # Translate driver failures at the boundary, so services and entry points only see our tree.
         if isinstance(exc, sa_exc.IntegrityError):
             raise Conflict("the write conflicted with a concurrent change; retry it") from exc
