@@ -82,7 +82,8 @@ async def _request_log(ctx: ServerRequestContext[Any, Any], call_next: CallNext)
         outcome = "ok"
         try:
             result = await call_next(ctx)
-            if isinstance(result, types.CallToolResult) and result.is_error:
+            # The chain hands back the wire dict, already serialised.
+            if isinstance(result, dict) and result.get("isError") is True:
                 outcome = "tool_error"
             return result
         except MCPError as error:
