@@ -246,7 +246,7 @@ async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> No
         ("status", session.status.value),
         ("owner", session.owner_agent),
         ("source", session.source_agent),
-        ("participants", ", ".join(f"{p.agent} ({p.role.value})" for p in session.participants)),
+        ("participants", ", ".join(f"{p.agent} ({p.role.value})" for p in session.participants or [])),
         ("entries", f"{session.entry_count} ({json.dumps(view.counts_by_type)})"),
         ("bytes", str(session.content_bytes)),
         ("created", session.created_at.isoformat()),

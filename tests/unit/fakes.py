@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from handoff.config import Settings
+from handoff.domain.digest import Digest
 from handoff.domain.models import (
     ContextEntry,
     ContextType,
@@ -90,22 +91,35 @@ class FakeSessionRepository:
             ttl_seconds=ttl_seconds,
             entry_count=0,
             content_bytes=0,
+            participants=[],
         )
         self._state.digests[session_id] = "{}"
         self._state.entries[session_id] = []
         return copy.deepcopy(self._state.sessions[session_id])
 
-    async def get(self, session_key: str, *, for_update: bool = False) -> Session:
-        session = await self.find(session_key, for_update=for_update)
+    async def get(
+        self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
+    ) -> Session:
+        session = await self.find(
+            session_key, for_update=for_update, with_digest=with_digest, with_participants=with_participants
+        )
         if session is None:
             raise NotFound(f"no session with key '{session_key}'", {"session_key": session_key})
         return session
 
-    async def find(self, session_key: str, *, for_update: bool = False) -> Session | None:
+    async def find(
+        self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
+    ) -> Session | None:
         for session in self._state.sessions.values():
             if session.session_key == session_key:
-                return copy.deepcopy(session)
+                found = copy.deepcopy(session)
+                found.participants = found.participants if with_participants else None
+                found.digest = Digest.from_json(self._state.digests[session.id]) if with_digest else None
+                return found
         return None
+
+    async def load_participants(self, session: Session) -> None:
+        session.participants = copy.deepcopy(self._state.sessions[session.id].participants)
 
     async def find_by_id(self, session_id: int) -> Session | None:
         found = self._state.sessions.get(session_id)
@@ -123,13 +137,17 @@ class FakeSessionRepository:
         if statuses:
             rows = [s for s in rows if s.status in statuses]
         if agent is not None:
-            rows = [s for s in rows if any(p.agent == agent for p in s.participants)]
+            rows = [s for s in rows if any(p.agent == agent for p in s.participants or [])]
         if after_id is not None:
             rows = [s for s in rows if s.id > after_id]
         return [copy.deepcopy(s) for s in rows[:limit]]
 
-    async def record_append(self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime) -> int:
+    async def record_append(
+        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
+    ) -> int:
         stored = self._state.sessions[session.id]
+        self._state.digests[session.id] = digest.to_json()
+        session.digest = digest
         stored.entry_count += 1
         stored.content_bytes += added_bytes
         stored.last_activity_at = stored.updated_at = now
@@ -159,19 +177,15 @@ class FakeSessionRepository:
 
     async def set_participant(self, session: Session, agent: str, role: ParticipantRole, *, now: datetime) -> None:
         stored = self._state.sessions[session.id]
+        if session.participants is None:
+            await self.load_participants(session)
         for target in (stored, session):
-            joined = next((p.joined_at for p in target.participants if p.agent == agent), now)
+            current = target.participants or []
+            joined = next((p.joined_at for p in current if p.agent == agent), now)
             target.participants = [
-                *(p for p in target.participants if p.agent != agent),
+                *(p for p in current if p.agent != agent),
                 Participant(agent=agent, role=role, joined_at=joined),
             ]
-
-    async def load_digest(self, session_id: int) -> str | None:
-        return self._state.digests.get(session_id)
-
-    async def save_digest(self, session_id: int, digest_json: str) -> None:
-        if session_id in self._state.digests:
-            self._state.digests[session_id] = digest_json
 
 
 class FakeEntryRepository:

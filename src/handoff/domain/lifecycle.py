@@ -49,7 +49,7 @@ def check_writable(session: Session, agent: str) -> None:
         )
     role = role_of(session, agent)
     if role not in WRITER_ROLES:
-        writers = sorted(p.agent for p in session.participants if p.role in WRITER_ROLES)
+        writers = sorted(p.agent for p in session.participants or [] if p.role in WRITER_ROLES)
         raise Forbidden(
             f"agent '{agent}' may not write to session '{session.session_key}'"
             + (f" (it is a {role.value})" if role else "")
@@ -59,6 +59,10 @@ def check_writable(session: Session, agent: str) -> None:
 
 
 def role_of(session: Session, agent: str) -> ParticipantRole | None:
+    if session.participants is None:
+        if agent == session.owner_agent:
+            return ParticipantRole.OWNER
+        raise LookupError("participants were not loaded; load them before asking for another agent's role")
     for participant in session.participants:
         if participant.agent == agent:
             return participant.role

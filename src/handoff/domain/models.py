@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from handoff.domain.digest import Digest
 
 
 class SessionStatus(StrEnum):
@@ -67,7 +70,10 @@ class Session:
     ttl_seconds: int
     entry_count: int
     content_bytes: int
-    participants: list[Participant] = field(default_factory=list)
+    # None = not loaded: the append path skips them when the owner writes (one query fewer).
+    participants: list[Participant] | None = None
+    # The running brief digest, loaded only by the paths that read or fold it.
+    digest: Digest | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from handoff.domain.models import ContextEntry, Handoff, LifecycleEvent, Session
+from handoff.domain.models import ContextEntry, Handoff, LifecycleEvent, Participant, Session
 from handoff.services.handoffs import HandoffView
 
 SessionStatusName = Literal["active", "dormant", "completed", "expired", "archived"]
@@ -45,7 +45,7 @@ class SessionOut(BaseModel):
             source_agent=session.source_agent,
             owner_agent=session.owner_agent,
             participants=[
-                ParticipantOut(agent=p.agent, role=p.role.value, joined_at=p.joined_at) for p in session.participants
+                ParticipantOut(agent=p.agent, role=p.role.value, joined_at=p.joined_at) for p in _loaded(session)
             ],
             metadata=session.metadata,
             entry_count=session.entry_count,
@@ -57,6 +57,36 @@ class SessionOut(BaseModel):
             expires_at=session.expires_at,
             counts_by_type=counts_by_type,
         )
+
+
+class SessionStateOut(BaseModel):
+    """The compact session state an append returns (the hot path: no participants, no metadata)."""
+
+    session_key: str
+    status: SessionStatusName
+    owner_agent: str
+    entry_count: int
+    content_bytes: int
+    last_activity_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, session: Session) -> SessionStateOut:
+        return cls(
+            session_key=session.session_key,
+            status=session.status.value,
+            owner_agent=session.owner_agent,
+            entry_count=session.entry_count,
+            content_bytes=session.content_bytes,
+            last_activity_at=session.last_activity_at,
+            expires_at=session.expires_at,
+        )
+
+
+def _loaded(session: Session) -> list[Participant]:
+    if session.participants is None:
+        raise RuntimeError("session participants were not loaded")
+    return session.participants
 
 
 class EntryOut(BaseModel):
@@ -170,7 +200,7 @@ class RegisterSessionResult(BaseModel):
 
 class UpdateContextResult(BaseModel):
     entry: EntryReceipt
-    session: SessionOut
+    session: SessionStateOut
 
 
 class RequestHandoffResult(BaseModel):

@@ -25,6 +25,7 @@ from handoff.mcp.schemas import (
     RequestHandoffResult,
     SessionListResult,
     SessionOut,
+    SessionStateOut,
     SessionStatusName,
     UpdateContextResult,
 )
@@ -79,7 +80,7 @@ def register_tools(server: MCPServer, c: Container) -> None:
         result = await c.context.append(session_key, context_type, content, metadata or {}, agent, idempotency_key)
         return UpdateContextResult(
             entry=EntryReceipt.of(result.entry, replayed=result.replayed),
-            session=SessionOut.of(result.session),
+            session=SessionStateOut.of(result.session),
         )
 
     @tool_errors

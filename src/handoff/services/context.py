@@ -72,7 +72,7 @@ class ContextService:
 
         async with self._uow(write=True) as uow:
             # The row lock (a no-op under SQLite's BEGIN IMMEDIATE) serialises appends per session.
-            session = await uow.sessions.get(key, for_update=True)
+            session = await uow.sessions.get(key, for_update=True, with_digest=True, with_participants=False)
             if idempotency_key is not None:
                 earlier = await uow.entries.find_by_idempotency_key(session.id, idempotency_key)
                 if earlier is not None:
@@ -91,11 +91,20 @@ class ContextService:
                     f"session '{key}' is expired and no longer accepts writes",
                     {"session_key": key, "status": "expired"},
                 )
+            if actor != session.owner_agent:
+                await uow.sessions.load_participants(session)
             check_writable(session, actor)
             await reactivate_if_dormant(uow, session, actor=actor, now=now)
-            sequence = await uow.sessions.record_append(
-                session, added_bytes=len(encoded), now=now, expires_at=next_expiry(session, now)
+            # We hold the session row's lock, so the next number is ours; the UPDATE below bumps
+            # the counter and UNIQUE(session_id, sequence_number) backs it up.
+            sequence = session.entry_count + 1
+            digest = session.digest or Digest()
+            digest.absorb(seq=sequence, context_type=kind, content=content, metadata=meta, agent=actor)
+            recorded = await uow.sessions.record_append(
+                session, added_bytes=len(encoded), now=now, expires_at=next_expiry(session, now), digest=digest
             )
+            if recorded != sequence:
+                raise Conflict("the session changed during the append; retry it")
             entry = await uow.entries.add(
                 session.id,
                 sequence,
@@ -110,9 +119,6 @@ class ContextService:
                 ),
                 now=now,
             )
-            digest = Digest.from_json(await uow.sessions.load_digest(session.id))
-            digest.absorb(seq=sequence, context_type=kind, content=content, metadata=meta, agent=actor)
-            await uow.sessions.save_digest(session.id, digest.to_json())
             await uow.commit()
         return AppendResult(entry, session, replayed=False)
 
@@ -129,9 +135,9 @@ class ContextService:
         after = decode_cursor(cursor, prefix="c") if cursor else 0
         kinds = [parse_context_type(t) for t in context_types] if context_types else None
         async with self._uow(write=False) as uow:
-            session = await uow.sessions.get(key)
+            session = await uow.sessions.get(key, with_digest=True)
             rows = await uow.entries.list_page(session.id, after_sequence=after, limit=limit + 1, context_types=kinds)
-            digest = Digest.from_json(await uow.sessions.load_digest(session.id))
+        digest = session.digest or Digest()
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor("c", rows[-1].sequence_number) if more and rows else None

@@ -59,7 +59,7 @@ class HandoffService:
             )
 
         async with self._uow(write=True) as uow:
-            session = await uow.sessions.get(key, for_update=True)
+            session = await uow.sessions.get(key, for_update=True, with_digest=True)
             now = self._clock.now()
             if await expire_if_due(uow, session, now=now):
                 await uow.commit()
@@ -76,7 +76,7 @@ class HandoffService:
             await self._apply_effects(uow, session, source, target, kind, now)
             await uow.sessions.touch(session, now=now, expires_at=next_expiry(session, now))
 
-            digest = Digest.from_json(await uow.sessions.load_digest(session.id))
+            digest = session.digest or Digest()
             handoff_id = uuid.uuid4().hex
             rendered = render_brief(
                 digest,

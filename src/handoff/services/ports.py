@@ -7,6 +7,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from handoff.domain.digest import Digest
 from handoff.domain.models import (
     ContextEntry,
     ContextType,
@@ -35,12 +36,18 @@ class SessionRepository(Protocol):
         expires_at: datetime,
     ) -> Session: ...
 
-    async def get(self, session_key: str, *, for_update: bool = False) -> Session:
-        """Raise NotFound when there is no such session."""
+    async def get(
+        self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
+    ) -> Session:
+        """Raise NotFound when there is no such session. `for_update` locks the row until commit."""
 
-    async def find(self, session_key: str, *, for_update: bool = False) -> Session | None: ...
+    async def find(
+        self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
+    ) -> Session | None: ...
 
     async def find_by_id(self, session_id: int) -> Session | None: ...
+
+    async def load_participants(self, session: Session) -> None: ...
 
     async def list_sessions(
         self,
@@ -51,8 +58,10 @@ class SessionRepository(Protocol):
         limit: int,
     ) -> list[Session]: ...
 
-    async def record_append(self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime) -> int:
-        """Bump the entry counter and activity; return the new entry's sequence number."""
+    async def record_append(
+        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
+    ) -> int:
+        """Bump the entry counter and activity, store the digest; return the new sequence number."""
 
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None: ...
 
@@ -61,10 +70,6 @@ class SessionRepository(Protocol):
     async def set_owner(self, session: Session, owner_agent: str, *, now: datetime) -> None: ...
 
     async def set_participant(self, session: Session, agent: str, role: ParticipantRole, *, now: datetime) -> None: ...
-
-    async def load_digest(self, session_id: int) -> str | None: ...
-
-    async def save_digest(self, session_id: int, digest_json: str) -> None: ...
 
 
 class EntryRepository(Protocol):

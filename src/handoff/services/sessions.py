@@ -83,9 +83,8 @@ class SessionService:
     async def get(self, session_key: str) -> SessionView:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         async with self._uow(write=False) as uow:
-            session = await uow.sessions.get(key)
-            digest = Digest.from_json(await uow.sessions.load_digest(session.id))
-        return SessionView(session=session, counts_by_type=dict(digest.counts))
+            session = await uow.sessions.get(key, with_digest=True)
+        return SessionView(session=session, counts_by_type=dict((session.digest or Digest()).counts))
 
     async def list_sessions(
         self,

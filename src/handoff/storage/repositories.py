@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from handoff.domain.digest import Digest
 from handoff.domain.models import (
     ContextEntry,
     ContextType,
@@ -28,7 +29,6 @@ from handoff.storage.tables import (
     context_entries,
     handoffs,
     lifecycle_events,
-    session_digests,
     session_participants,
     sessions,
 )
@@ -37,6 +37,35 @@ from handoff.storage.tables import (
 def utc(value: datetime) -> datetime:
     """SQLite hands timestamps back naive; every timestamp we store is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# Every session column but the digest: listings never pay for it.
+_SESSION_COLUMNS = [c for c in sessions.c if c.name != "digest"]
+
+# The append path runs these on every call; built once, so SQLAlchemy reuses their cache keys.
+_LOCK_FOR_APPEND = (
+    sa.select(*_SESSION_COLUMNS, sessions.c.digest)
+    .where(sessions.c.session_key == sa.bindparam("b_key"))
+    .with_for_update()
+)
+_RECORD_APPEND = (
+    sessions.update()
+    .where(sessions.c.id == sa.bindparam("b_id"))
+    .values(
+        entry_count=sessions.c.entry_count + 1,
+        content_bytes=sessions.c.content_bytes + sa.bindparam("b_added"),
+        last_activity_at=sa.bindparam("b_now"),
+        updated_at=sa.bindparam("b_now"),
+        expires_at=sa.bindparam("b_expires"),
+        digest=sa.bindparam("b_digest"),
+    )
+    .returning(sessions.c.entry_count)
+)
+_PARTICIPANTS = (
+    sa.select(session_participants)
+    .where(session_participants.c.session_id.in_(sa.bindparam("b_ids", expanding=True)))
+    .order_by(session_participants.c.joined_at, session_participants.c.agent)
+)
 
 
 class SqlSessionRepository:
@@ -69,38 +98,56 @@ class SqlSessionRepository:
                     updated_at=now,
                     last_activity_at=now,
                     expires_at=expires_at,
+                    digest="{}",
                 )
                 .returning(sessions.c.id)
             )
         except sa_exc.IntegrityError as exc:
             # Two registrations raced past the existence check; the unique constraint decides.
             raise AlreadyExists(f"session '{session_key}' already exists") from exc
-        session_id = result.scalar_one()
-        await self._conn.execute(session_digests.insert().values(session_id=session_id, digest="{}"))
-        session = await self.find_by_id(session_id)
+        session = await self.find_by_id(result.scalar_one())
         assert session is not None
         return session
 
-    async def get(self, session_key: str, *, for_update: bool = False) -> Session:
-        session = await self.find(session_key, for_update=for_update)
+    async def get(
+        self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
+    ) -> Session:
+        session = await self.find(
+            session_key, for_update=for_update, with_digest=with_digest, with_participants=with_participants
+        )
         if session is None:
             raise NotFound(f"no session with key '{session_key}'", {"session_key": session_key})
         return session
 
-    async def find(self, session_key: str, *, for_update: bool = False) -> Session | None:
-        query = sa.select(sessions).where(sessions.c.session_key == session_key)
-        if for_update:
-            query = query.with_for_update()
+    async def find(
+        self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
+    ) -> Session | None:
+        if for_update and with_digest and not with_participants:
+            row = (await self._conn.execute(_LOCK_FOR_APPEND, {"b_key": session_key})).mappings().first()
+        else:
+            columns = [*_SESSION_COLUMNS, sessions.c.digest] if with_digest else _SESSION_COLUMNS
+            query = sa.select(*columns).where(sessions.c.session_key == session_key)
+            if for_update:
+                query = query.with_for_update()
+            row = (await self._conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        session = _session(row)
+        if with_participants:
+            await self._load_participants([session])
+        return session
+
+    async def find_by_id(self, session_id: int) -> Session | None:
+        query = sa.select(*_SESSION_COLUMNS).where(sessions.c.id == session_id)
         row = (await self._conn.execute(query)).mappings().first()
         if row is None:
             return None
-        return (await self._with_participants([_session(row)]))[0]
+        session = _session(row)
+        await self._load_participants([session])
+        return session
 
-    async def find_by_id(self, session_id: int) -> Session | None:
-        row = (await self._conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).mappings().first()
-        if row is None:
-            return None
-        return (await self._with_participants([_session(row)]))[0]
+    async def load_participants(self, session: Session) -> None:
+        await self._load_participants([session])
 
     async def list_sessions(
         self,
@@ -110,7 +157,7 @@ class SqlSessionRepository:
         after_id: int | None,
         limit: int,
     ) -> list[Session]:
-        query = sa.select(sessions).order_by(sessions.c.id).limit(limit)
+        query = sa.select(*_SESSION_COLUMNS).order_by(sessions.c.id).limit(limit)
         if statuses:
             query = query.where(sessions.c.status.in_([s.value for s in statuses]))
         if agent is not None:
@@ -118,27 +165,29 @@ class SqlSessionRepository:
             query = query.where(sessions.c.id.in_(members))
         if after_id is not None:
             query = query.where(sessions.c.id > after_id)
-        rows = (await self._conn.execute(query)).mappings().all()
-        return await self._with_participants([_session(r) for r in rows])
+        found = [_session(r) for r in (await self._conn.execute(query)).mappings().all()]
+        await self._load_participants(found)
+        return found
 
-    async def record_append(self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime) -> int:
+    async def record_append(
+        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
+    ) -> int:
         result = await self._conn.execute(
-            sessions.update()
-            .where(sessions.c.id == session.id)
-            .values(
-                entry_count=sessions.c.entry_count + 1,
-                content_bytes=sessions.c.content_bytes + added_bytes,
-                last_activity_at=now,
-                updated_at=now,
-                expires_at=expires_at,
-            )
-            .returning(sessions.c.entry_count)
+            _RECORD_APPEND,
+            {
+                "b_id": session.id,
+                "b_added": added_bytes,
+                "b_now": now,
+                "b_expires": expires_at,
+                "b_digest": digest.to_json(),
+            },
         )
         sequence = int(result.scalar_one())
         session.entry_count = sequence
         session.content_bytes += added_bytes
         session.last_activity_at = session.updated_at = now
         session.expires_at = expires_at
+        session.digest = digest
         return sequence
 
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
@@ -164,6 +213,9 @@ class SqlSessionRepository:
         session.owner_agent = owner_agent
 
     async def set_participant(self, session: Session, agent: str, role: ParticipantRole, *, now: datetime) -> None:
+        if session.participants is None:
+            await self.load_participants(session)
+        assert session.participants is not None
         table = session_participants
         updated = await self._conn.execute(
             table.update().where(table.c.session_id == session.id, table.c.agent == agent).values(role=role.value)
@@ -176,31 +228,22 @@ class SqlSessionRepository:
         joined = next((p.joined_at for p in session.participants if p.agent == agent), now)
         session.participants = [*others, Participant(agent=agent, role=role, joined_at=joined)]
 
-    async def load_digest(self, session_id: int) -> str | None:
-        result = await self._conn.execute(
-            sa.select(session_digests.c.digest).where(session_digests.c.session_id == session_id)
-        )
-        return result.scalar_one_or_none()
-
-    async def save_digest(self, session_id: int, digest_json: str) -> None:
-        await self._conn.execute(
-            session_digests.update().where(session_digests.c.session_id == session_id).values(digest=digest_json)
-        )
-
-    async def _with_participants(self, found: list[Session]) -> list[Session]:
+    async def _load_participants(self, found: list[Session]) -> None:
         if not found:
-            return found
+            return
         by_id = {s.id: s for s in found}
-        rows = await self._conn.execute(
-            sa.select(session_participants)
-            .where(session_participants.c.session_id.in_(list(by_id)))
-            .order_by(session_participants.c.joined_at, session_participants.c.agent)
-        )
+        for session in found:
+            session.participants = []
+        rows = await self._conn.execute(_PARTICIPANTS, {"b_ids": list(by_id)})
         for row in rows.mappings():
-            by_id[row["session_id"]].participants.append(
+            participants = by_id[row["session_id"]].participants
+            assert participants is not None
+            participants.append(
                 Participant(agent=row["agent"], role=ParticipantRole(row["role"]), joined_at=utc(row["joined_at"]))
             )
-        return found
+
+
+_INSERT_ENTRY = context_entries.insert()
 
 
 class SqlEntryRepository:
@@ -209,18 +252,19 @@ class SqlEntryRepository:
 
     async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
         await self._conn.execute(
-            context_entries.insert().values(
-                session_id=session_id,
-                sequence_number=sequence_number,
-                context_type=entry.context_type.value,
-                agent=entry.agent,
-                meta=entry.metadata,
-                content_bytes=entry.content_bytes,
-                content_sha256=entry.content_sha256,
-                idempotency_key=entry.idempotency_key,
-                created_at=now,
-                content=entry.content,
-            )
+            _INSERT_ENTRY,
+            {
+                "session_id": session_id,
+                "sequence_number": sequence_number,
+                "context_type": entry.context_type.value,
+                "agent": entry.agent,
+                "meta": entry.metadata,
+                "content_bytes": entry.content_bytes,
+                "content_sha256": entry.content_sha256,
+                "idempotency_key": entry.idempotency_key,
+                "created_at": now,
+                "content": entry.content,
+            },
         )
         return ContextEntry(
             session_id=session_id,
@@ -376,7 +420,7 @@ def _session(row: Any) -> Session:
         ttl_seconds=row["ttl_seconds"],
         entry_count=int(row["entry_count"]),
         content_bytes=int(row["content_bytes"]),
-        participants=[],
+        digest=Digest.from_json(row["digest"]) if "digest" in row else None,
     )
 
 

@@ -48,6 +48,9 @@ sessions = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("last_activity_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
+    # The running brief digest (a few KiB, bounded): rewritten by the append's counter UPDATE, so an
+    # append costs one UPDATE here. Listing queries leave this column out.
+    sa.Column("digest", sa.Text, nullable=False, server_default="{}"),
     sa.CheckConstraint(_one_of("status", SESSION_STATUSES), name="status"),
     sa.CheckConstraint("entry_count >= 0", name="entry_count"),
     sa.Index("ix_sessions_status_id", "status", "id"),
@@ -63,14 +66,6 @@ session_participants = sa.Table(
     sa.Column("joined_at", Timestamp, nullable=False),
     sa.CheckConstraint(_one_of("role", ROLES), name="role"),
     sa.Index("ix_session_participants_agent", "agent"),
-)
-
-# One small row per session, rewritten on each append: what the brief is rendered from.
-session_digests = sa.Table(
-    "session_digests",
-    metadata,
-    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("digest", sa.Text, nullable=False),
 )
 
 context_entries = sa.Table(

@@ -1,4 +1,4 @@
-"""Initial schema: sessions, participants, digests, context entries, handoffs, lifecycle events.
+"""Initial schema: sessions, participants, context entries, handoffs, lifecycle events.
 
 Revision ID: 0001
 Revises:
@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("updated_at", Ts, nullable=False),
         sa.Column("last_activity_at", Ts, nullable=False),
         sa.Column("expires_at", Ts, nullable=False),
+        sa.Column("digest", sa.Text, nullable=False, server_default="{}"),
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
         sa.UniqueConstraint("session_key", name="uq_sessions_session_key"),
         sa.CheckConstraint(
@@ -69,16 +70,6 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_session_participants_agent", "session_participants", ["agent"])
-
-    op.create_table(
-        "session_digests",
-        sa.Column("session_id", Id, nullable=False),
-        sa.Column("digest", sa.Text, nullable=False),
-        sa.PrimaryKeyConstraint("session_id", name="pk_session_digests"),
-        sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"], ondelete="CASCADE", name="fk_session_digests_session_id_sessions"
-        ),
-    )
 
     op.create_table(
         "context_entries",
@@ -166,7 +157,6 @@ def downgrade() -> None:
         "lifecycle_events",
         "handoffs",
         "context_entries",
-        "session_digests",
         "session_participants",
         "sessions",
     ):
