@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp.client import Client
 
@@ -15,6 +17,9 @@ from handoff.config import Settings
 from handoff.container import Container
 from handoff.logs import configure_logging
 from handoff.mcp.server import build_server
+
+POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("HANDOFF_TEST_REDIS_URL")
 
 
 @pytest.fixture
@@ -27,9 +32,41 @@ def _logging() -> None:
     configure_logging("WARNING")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test built on `settings` runs on both backends (PostgreSQL when CI provides one)."""
+    if request.param == "postgres" and not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("HANDOFF_TEST_POSTGRES_URL is not set in CI")
+        pytest.skip("set HANDOFF_TEST_POSTGRES_URL to run against PostgreSQL")
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'handoff.db'}")  # type: ignore[arg-type]
+def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
+    if backend == "sqlite":
+        yield Settings(database_url=f"sqlite:///{tmp_path / 'handoff.db'}")  # type: ignore[arg-type]
+        return
+    assert POSTGRES_URL is not None
+    # A private schema per test: as isolated as a fresh database, and far cheaper to create.
+    schema = f"handoff_t_{uuid.uuid4().hex[:12]}"
+    built = Settings(database_url=POSTGRES_URL)  # type: ignore[arg-type]
+    built.db.schema_name = schema
+    yield built
+    drop_postgres_schema(POSTGRES_URL, schema)
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    anyio.run(drop)
 
 
 @pytest.fixture
@@ -55,7 +92,3 @@ def tool_error(result: Any) -> dict[str, Any]:
     """The {code, message, details} of a refused tool call."""
     assert result.is_error, f"expected an error, got {result.structured_content}"
     return dict(json.loads(result.content[0].text)["error"])
-
-
-POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL")
-REDIS_URL = os.environ.get("HANDOFF_TEST_REDIS_URL")

@@ -21,8 +21,18 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy URL. Unset: a SQLite file in the user data dir.",
     )
     auto_migrate: bool = Field(default=True, description="Upgrade the schema at server start.")
-    busy_timeout_ms: int = Field(default=10_000, ge=0)
+    busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite: how long a writer waits for the lock.")
     pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0, description="Wait for a free pooled connection.")
+    pool_recycle_seconds: int = Field(default=1800, ge=-1)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=15_000, ge=0, description="PostgreSQL: per statement; 0 = none.")
+    schema_name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema to keep our tables in (created if missing); default: the search_path.",
+    )
 
 
 class HttpSettings(BaseModel):

@@ -60,7 +60,7 @@ class Container:
 
     async def migrate(self) -> tuple[str | None, str]:
         """Upgrade the schema to the newest revision; return (before, after)."""
-        return await migrate.upgrade(self.engine)
+        return await migrate.upgrade(self.engine, schema=self.settings.db.schema_name)
 
     async def schema_revisions(self) -> tuple[str | None, str]:
         """(revision the database is at, revision this code expects)."""

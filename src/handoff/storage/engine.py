@@ -18,14 +18,33 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings)
-    return create_async_engine(url, pool_size=settings.pool_size, pool_pre_ping=True)
+    if parsed.get_backend_name() == "postgresql":
+        return _postgres_engine(url, settings)
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use sqlite:/// or postgresql://")
+
+
+def _postgres_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
+    server_settings = {"application_name": "handoff"}
+    if settings.statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+    if settings.schema_name:
+        server_settings["search_path"] = settings.schema_name
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        pool_recycle=settings.pool_recycle_seconds,
+        pool_pre_ping=True,
+        connect_args={"server_settings": server_settings, "timeout": settings.connect_timeout_seconds},
+    )
 
 
 def _sqlite_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_size=settings.pool_size, max_overflow=4)
+    engine = create_async_engine(url, pool_size=settings.pool_size, max_overflow=settings.max_overflow)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

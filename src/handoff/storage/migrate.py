@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -37,8 +38,16 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(read)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str]:
-    """Upgrade to `revision`; return (before, after). Safe to run when already current."""
+# Any fixed 64-bit number: the PostgreSQL advisory lock that serialises concurrent migrators.
+_MIGRATION_LOCK = 0x68616E646F6666  # "handoff"
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head", *, schema: str | None = None) -> tuple[str | None, str]:
+    """Upgrade to `revision`; return (before, after). Safe to run when already current.
+
+    Several replicas may start at once: on PostgreSQL they queue on an advisory lock and the
+    later ones find the schema current; on SQLite the write transaction (BEGIN IMMEDIATE) does it.
+    """
     before = await current_revision(engine)
 
     def run(conn: Connection) -> None:
@@ -47,5 +56,9 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | No
     async with engine.connect() as conn:
         await conn.execution_options(**{WRITE_OPTION: True})
         async with conn.begin():
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+                if schema:
+                    await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await conn.run_sync(run)
     return before, await current_revision(engine) or ""
