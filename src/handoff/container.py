@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handoff.clock import SystemClock
@@ -14,12 +15,12 @@ from handoff.logs import get_logger
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
-from handoff.services.ports import Clock
+from handoff.services.ports import Clock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
 from handoff.storage import migrate
-from handoff.storage.engine import create_engine
+from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.probe import DatabaseProbe
-from handoff.storage.uow import SqlUnitOfWorkFactory
+from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
 
 log = get_logger(__name__)
 
@@ -33,12 +34,21 @@ class Container:
     handoffs: HandoffService
     health: HealthService
     clock: Clock = field(default_factory=SystemClock)
+    # SQLite only: the sync engine requests run on (see storage/db.py).
+    request_engine: Engine | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
         clock = clock or SystemClock()
-        engine = create_engine(settings.database_url_value(), settings.db)
-        uow = SqlUnitOfWorkFactory(engine)
+        url = settings.database_url_value()
+        engine = create_engine(url, settings.db)
+        request_engine: Engine | None = None
+        uow: UnitOfWorkFactory
+        if is_sqlite(engine):
+            request_engine = create_sqlite_request_engine(url, settings.db)
+            uow = SqliteUnitOfWorkFactory(request_engine)
+        else:
+            uow = AsyncUnitOfWorkFactory(engine)
         return cls(
             settings=settings,
             engine=engine,
@@ -47,6 +57,7 @@ class Container:
             handoffs=HandoffService(uow, clock, settings.limits, settings.brief),
             health=HealthService(DatabaseProbe(engine)),
             clock=clock,
+            request_engine=request_engine,
         )
 
     async def start(self) -> None:
@@ -67,6 +78,8 @@ class Container:
         return await migrate.current_revision(self.engine), migrate.head_revision()
 
     async def close(self) -> None:
+        if self.request_engine is not None:
+            self.request_engine.dispose()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:

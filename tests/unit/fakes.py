@@ -233,12 +233,6 @@ class FakeEntryRepository:
             rows = [r for r in rows if r.context_type in context_types]
         return rows[:limit]
 
-    async def count_by_type(self, session_id: int) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for row in self._state.entries.get(session_id, []):
-            counts[row.context_type.value] = counts.get(row.context_type.value, 0) + 1
-        return counts
-
 
 class FakeHandoffRepository:
     def __init__(self, state: State) -> None:

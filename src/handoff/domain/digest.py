@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from handoff.domain.models import ContextType
@@ -65,7 +65,25 @@ class Digest:
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # Built by hand: dataclasses.asdict deep-copies, and this runs on every append.
+        def item(value: Item | None) -> dict[str, Any] | None:
+            return None if value is None else {"seq": value.seq, "text": value.text, "agent": value.agent}
+
+        data = {
+            "entry_count": self.entry_count,
+            "counts": self.counts,
+            "agents": self.agents,
+            "first_request": item(self.first_request),
+            "last_request": item(self.last_request),
+            "recent": [item(v) for v in self.recent],
+            "decisions": [item(v) for v in self.decisions],
+            "rejected": [item(v) for v in self.rejected],
+            "open_tasks": [item(v) for v in self.open_tasks],
+            "failing_tests": self.failing_tests,
+            "files": self.files,
+            "tools": self.tools,
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | None) -> Digest:

@@ -77,8 +77,9 @@ class SessionService:
                     created_at=now,
                 )
             )
+            stored = await uow.sessions.get(key)
             await uow.commit()
-            return await uow.sessions.get(key)
+        return stored
 
     async def get(self, session_key: str) -> SessionView:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
@@ -119,8 +120,9 @@ class SessionService:
                     {"owner": session.owner_agent},
                 )
             await transition(uow, session, SessionStatus.COMPLETED, reason="completed by owner", actor=actor, now=now)
+            stored = await uow.sessions.get(key)
             await uow.commit()
-            return await uow.sessions.get(key)
+        return stored
 
     async def lifecycle(self, session_key: str, limit: int = 200) -> tuple[Session, list[LifecycleEvent]]:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)

@@ -8,7 +8,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handoff.domain.digest import Digest
 from handoff.domain.models import (
@@ -25,6 +24,7 @@ from handoff.domain.models import (
     SessionStatus,
 )
 from handoff.errors import AlreadyExists, NotFound
+from handoff.storage.db import Db
 from handoff.storage.tables import (
     context_entries,
     handoffs,
@@ -69,8 +69,8 @@ _PARTICIPANTS = (
 
 
 class SqlSessionRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def add(
         self,
@@ -83,7 +83,7 @@ class SqlSessionRepository:
         expires_at: datetime,
     ) -> Session:
         try:
-            result = await self._conn.execute(
+            result = await self._db.execute(
                 sessions.insert()
                 .values(
                     session_key=session_key,
@@ -123,13 +123,13 @@ class SqlSessionRepository:
         self, session_key: str, *, for_update: bool = False, with_digest: bool = False, with_participants: bool = True
     ) -> Session | None:
         if for_update and with_digest and not with_participants:
-            row = (await self._conn.execute(_LOCK_FOR_APPEND, {"b_key": session_key})).mappings().first()
+            row = (await self._db.execute(_LOCK_FOR_APPEND, {"b_key": session_key})).mappings().first()
         else:
             columns = [*_SESSION_COLUMNS, sessions.c.digest] if with_digest else _SESSION_COLUMNS
             query = sa.select(*columns).where(sessions.c.session_key == session_key)
             if for_update:
                 query = query.with_for_update()
-            row = (await self._conn.execute(query)).mappings().first()
+            row = (await self._db.execute(query)).mappings().first()
         if row is None:
             return None
         session = _session(row)
@@ -139,7 +139,7 @@ class SqlSessionRepository:
 
     async def find_by_id(self, session_id: int) -> Session | None:
         query = sa.select(*_SESSION_COLUMNS).where(sessions.c.id == session_id)
-        row = (await self._conn.execute(query)).mappings().first()
+        row = (await self._db.execute(query)).mappings().first()
         if row is None:
             return None
         session = _session(row)
@@ -165,14 +165,14 @@ class SqlSessionRepository:
             query = query.where(sessions.c.id.in_(members))
         if after_id is not None:
             query = query.where(sessions.c.id > after_id)
-        found = [_session(r) for r in (await self._conn.execute(query)).mappings().all()]
+        found = [_session(r) for r in (await self._db.execute(query)).mappings().all()]
         await self._load_participants(found)
         return found
 
     async def record_append(
         self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
     ) -> int:
-        result = await self._conn.execute(
+        result = await self._db.execute(
             _RECORD_APPEND,
             {
                 "b_id": session.id,
@@ -191,14 +191,14 @@ class SqlSessionRepository:
         return sequence
 
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             sessions.update().where(sessions.c.id == session.id).values(status=status.value, updated_at=now)
         )
         session.status = status
         session.updated_at = now
 
     async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             sessions.update()
             .where(sessions.c.id == session.id)
             .values(last_activity_at=now, updated_at=now, expires_at=expires_at)
@@ -207,7 +207,7 @@ class SqlSessionRepository:
         session.expires_at = expires_at
 
     async def set_owner(self, session: Session, owner_agent: str, *, now: datetime) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             sessions.update().where(sessions.c.id == session.id).values(owner_agent=owner_agent, updated_at=now)
         )
         session.owner_agent = owner_agent
@@ -217,11 +217,11 @@ class SqlSessionRepository:
             await self.load_participants(session)
         assert session.participants is not None
         table = session_participants
-        updated = await self._conn.execute(
+        updated = await self._db.execute(
             table.update().where(table.c.session_id == session.id, table.c.agent == agent).values(role=role.value)
         )
         if updated.rowcount == 0:
-            await self._conn.execute(
+            await self._db.execute(
                 table.insert().values(session_id=session.id, agent=agent, role=role.value, joined_at=now)
             )
         others = [p for p in session.participants if p.agent != agent]
@@ -234,7 +234,7 @@ class SqlSessionRepository:
         by_id = {s.id: s for s in found}
         for session in found:
             session.participants = []
-        rows = await self._conn.execute(_PARTICIPANTS, {"b_ids": list(by_id)})
+        rows = await self._db.execute(_PARTICIPANTS, {"b_ids": list(by_id)})
         for row in rows.mappings():
             participants = by_id[row["session_id"]].participants
             assert participants is not None
@@ -247,11 +247,11 @@ _INSERT_ENTRY = context_entries.insert()
 
 
 class SqlEntryRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
-        await self._conn.execute(
+        await self._db.execute(
             _INSERT_ENTRY,
             {
                 "session_id": session_id,
@@ -282,7 +282,7 @@ class SqlEntryRepository:
     async def find_by_idempotency_key(self, session_id: int, key: str) -> ContextEntry | None:
         row = (
             (
-                await self._conn.execute(
+                await self._db.execute(
                     sa.select(context_entries).where(
                         context_entries.c.session_id == session_id, context_entries.c.idempotency_key == key
                     )
@@ -309,24 +309,16 @@ class SqlEntryRepository:
         )
         if context_types:
             query = query.where(context_entries.c.context_type.in_([t.value for t in context_types]))
-        rows = (await self._conn.execute(query)).mappings().all()
+        rows = await self._db.fetch_mappings(query)
         return [_entry(r) for r in rows]
-
-    async def count_by_type(self, session_id: int) -> dict[str, int]:
-        rows = await self._conn.execute(
-            sa.select(context_entries.c.context_type, sa.func.count())
-            .where(context_entries.c.session_id == session_id)
-            .group_by(context_entries.c.context_type)
-        )
-        return {kind: int(n) for kind, n in rows.tuples()}
 
 
 class SqlHandoffRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def add(self, handoff: Handoff) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             handoffs.insert().values(
                 handoff_id=handoff.handoff_id,
                 session_id=handoff.session_id,
@@ -351,7 +343,7 @@ class SqlHandoffRepository:
             .join(sessions, sessions.c.id == handoffs.c.session_id)
             .where(handoffs.c.handoff_id == handoff_id)
         )
-        row = (await self._conn.execute(query)).mappings().first()
+        row = (await self._db.execute(query)).mappings().first()
         if row is None:
             raise NotFound(f"no handoff with id '{handoff_id}'", {"handoff_id": handoff_id})
         return _handoff(row)
@@ -364,15 +356,15 @@ class SqlHandoffRepository:
             .order_by(handoffs.c.created_at)
             .limit(limit)
         )
-        return [_handoff(r) for r in (await self._conn.execute(query)).mappings()]
+        return [_handoff(r) for r in (await self._db.execute(query)).mappings()]
 
 
 class SqlEventRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
     async def add(self, event: LifecycleEvent) -> None:
-        await self._conn.execute(
+        await self._db.execute(
             lifecycle_events.insert().values(
                 session_id=event.session_id,
                 from_status=event.from_status.value if event.from_status else None,
@@ -385,7 +377,7 @@ class SqlEventRepository:
         )
 
     async def list_for_session(self, session_id: int, *, limit: int) -> list[LifecycleEvent]:
-        rows = await self._conn.execute(
+        rows = await self._db.execute(
             sa.select(lifecycle_events)
             .where(lifecycle_events.c.session_id == session_id)
             .order_by(lifecycle_events.c.id)

@@ -1,4 +1,8 @@
-"""The SQL unit of work: one connection, one transaction, the repositories bound to it."""
+"""Units of work: one connection, one transaction, the repositories bound to it.
+
+`AsyncUnitOfWork` serves PostgreSQL (asyncpg); `SqliteUnitOfWork` serves SQLite with statements
+inline and only the waiting calls in a worker thread (see db.py for why).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ from typing import Self
 
 import anyio
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handoff.errors import Conflict, Unavailable
 from handoff.services.ports import EntryRepository, EventRepository, HandoffRepository, SessionRepository
+from handoff.storage.db import AsyncDb, Db, InlineSqliteDb
 from handoff.storage.engine import WRITE_OPTION
 from handoff.storage.repositories import (
     SqlEntryRepository,
@@ -19,13 +25,31 @@ from handoff.storage.repositories import (
     SqlSessionRepository,
 )
 
+_DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
-class SqlUnitOfWork:
+
+class _Repositories:
     sessions: SessionRepository
     entries: EntryRepository
     handoffs: HandoffRepository
     events: EventRepository
 
+    def _bind(self, db: Db) -> None:
+        self.sessions = SqlSessionRepository(db)
+        self.entries = SqlEntryRepository(db)
+        self.handoffs = SqlHandoffRepository(db)
+        self.events = SqlEventRepository(db)
+
+
+def _translate(exc: BaseException | None) -> None:
+    """Driver failures become our errors at this boundary; services never see SQLAlchemy."""
+    if isinstance(exc, sa_exc.IntegrityError):
+        raise Conflict("the write conflicted with a concurrent change; retry it") from exc
+    if isinstance(exc, _DRIVER_FAILURES) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+        raise Unavailable("the database is busy or unavailable; try again shortly") from exc
+
+
+class AsyncUnitOfWork(_Repositories):
     def __init__(self, engine: AsyncEngine, *, write: bool) -> None:
         self._engine = engine
         self._write = write
@@ -35,22 +59,19 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> Self:
         try:
             conn = await self._engine.connect()
-        except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as exc:
+        except (*_DRIVER_FAILURES, OSError) as exc:
             raise Unavailable("the database is unavailable; try again shortly") from exc
         try:
             if self._write:
                 await conn.execution_options(**{WRITE_OPTION: True})
             await conn.begin()
         except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-                raise Unavailable("the database is busy or unavailable; try again shortly") from exc
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            _translate(exc)
             raise
         self._conn = conn
-        self.sessions = SqlSessionRepository(conn)
-        self.entries = SqlEntryRepository(conn)
-        self.handoffs = SqlHandoffRepository(conn)
-        self.events = SqlEventRepository(conn)
+        self._bind(AsyncDb(conn))
         return self
 
     async def commit(self) -> None:
@@ -66,25 +87,93 @@ class SqlUnitOfWork:
     ) -> None:
         assert self._conn is not None
         # Shielded: a cancelled request (client cancel, disconnect, deadline) must still release its
-        # transaction, or SQLite's write lock would stay held by a connection nobody owns.
+        # transaction and connection.
         with anyio.CancelScope(shield=True):
             try:
                 if not self._done:
                     await self._conn.rollback()
             finally:
                 await self._conn.close()
-        # Translate driver failures at the boundary, so services and entry points only see our tree.
-        if isinstance(exc, sa_exc.IntegrityError):
-            raise Conflict("the write conflicted with a concurrent change; retry it") from exc
-        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
-            isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-        ):
-            raise Unavailable("the database is busy or unavailable; try again shortly") from exc
+        _translate(exc)
 
 
-class SqlUnitOfWorkFactory:
+class SqliteUnitOfWork(_Repositories):
+    def __init__(self, engine: Engine, *, write: bool) -> None:
+        self._engine = engine
+        self._write = write
+        self._conn: Connection | None = None
+        self._done = False
+
+    async def __aenter__(self) -> Self:
+        try:
+            conn = self._engine.connect()  # the pool never blocks: it has no overflow limit
+        except (*_DRIVER_FAILURES, OSError) as exc:
+            raise Unavailable("the database file cannot be opened") from exc
+        try:
+            if self._write:
+                conn.execution_options(**{WRITE_OPTION: True})
+                await _begin_immediate(conn)
+            else:
+                conn.begin()
+        except BaseException as exc:
+            conn.close()
+            _translate(exc)
+            raise
+        self._conn = conn
+        self._bind(InlineSqliteDb(conn))
+        return self
+
+    async def commit(self) -> None:
+        assert self._conn is not None
+        await anyio.to_thread.run_sync(self._conn.commit)  # the fsync; not abandoned on cancel
+        self._done = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None
+        try:
+            if not self._done:
+                self._conn.rollback()  # discards the WAL frames of this transaction: no I/O wait
+        finally:
+            self._conn.close()
+        _translate(exc)
+
+
+async def _begin_immediate(conn: Connection) -> None:
+    """Take SQLite's write lock: inline when it is free (the usual case), else wait in a thread.
+
+    The inline attempt runs with a zero busy timeout, so it can never stall the event loop; only
+    when another writer holds the lock do we pay a thread hop and wait up to the busy timeout.
+    """
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    busy_timeout = dbapi.execute("PRAGMA busy_timeout").fetchone()[0]
+    dbapi.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.begin()
+        return
+    except sa_exc.OperationalError:
+        conn.rollback()  # clears SQLAlchemy's failed-begin state; nothing was started
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+    await anyio.to_thread.run_sync(conn.begin)
+
+
+class AsyncUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    def __call__(self, *, write: bool) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._engine, write=write)
+    def __call__(self, *, write: bool) -> AsyncUnitOfWork:
+        return AsyncUnitOfWork(self._engine, write=write)
+
+
+class SqliteUnitOfWorkFactory:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __call__(self, *, write: bool) -> SqliteUnitOfWork:
+        return SqliteUnitOfWork(self._engine, write=write)
