@@ -23,12 +23,13 @@ Both are meant for one event loop (no thread safety): their state changes never 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
@@ -133,9 +134,15 @@ class CircuitBreaker:
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` through the breaker, or raise `Unavailable` at once if the circuit is open."""
+        async with self.guard():
+            return await fn(*args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """The block runs through the breaker: `Unavailable` at once while open, outcome recorded after."""
         probe = self._admit()
         try:
-            result = await fn(*args, **kwargs)
+            yield
         except Exception as exc:
             if self._is_failure(exc):
                 self._record_failure(probe)
@@ -148,7 +155,6 @@ class CircuitBreaker:
                 self._probing = False
             raise
         self._record_success(probe)
-        return result
 
     def _retry_in(self) -> float:
         assert self._opened_at is not None
@@ -252,7 +258,7 @@ class TransientRetry:
 
     def backoff_ceiling(self, attempt_number: int) -> float:
         """The largest sleep after failed attempt `attempt_number` (1-based)."""
-        return min(self.max_delay, self.base_delay * 2 ** (attempt_number - 1))
+        return min(self.max_delay, self.base_delay * 2.0 ** (attempt_number - 1))
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         started = self._clock()
@@ -262,8 +268,7 @@ class TransientRetry:
 
         def stop(state: RetryCallState) -> bool:
             give_up = (
-                state.attempt_number >= self.attempts
-                or self._clock() - started + state.upcoming_sleep > self.deadline
+                state.attempt_number >= self.attempts or self._clock() - started + state.upcoming_sleep > self.deadline
             )
             if give_up:
                 self.exhausted += 1

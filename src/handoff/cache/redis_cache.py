@@ -16,6 +16,7 @@ Every failure of Redis (refused, reset, timed out, hung) becomes a miss on `get`
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -97,9 +98,10 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._call("get", self._client.get, self._key(key))
+            raw = await self._call("get", self._client.get, self._key(key))
         except _Absorbed:
-            value = None
+            raw = None
+        value = raw.encode() if isinstance(raw, str) else raw  # str only if a URL asks to decode
         if value is None:
             self._misses += 1
         else:
@@ -112,17 +114,13 @@ class RedisCache:
             await self.delete(key)
             return
         ttl_ms = max(1, round(ttl_seconds * 1000))
-        try:
+        with contextlib.suppress(_Absorbed):
             await self._call("set", self._client.set, self._key(key), value, px=ttl_ms)
-        except _Absorbed:
-            pass
 
     async def delete(self, key: str) -> None:
         self._deletes += 1
-        try:
+        with contextlib.suppress(_Absorbed):
             await self._call("delete", self._client.delete, self._key(key))
-        except _Absorbed:
-            pass
 
     def stats(self) -> CacheStats:
         return CacheStats(
