@@ -28,6 +28,10 @@ class DatabaseSettings(BaseModel):
     pool_recycle_seconds: int = Field(default=1800, ge=-1)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=15_000, ge=0, description="PostgreSQL: per statement; 0 = none.")
+    breaker_failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open the breaker.")
+    breaker_reset_seconds: float = Field(default=5.0, gt=0, description="How long the breaker fails fast.")
+    retry_attempts: int = Field(default=3, ge=1, description="Attempts for idempotent operations.")
+    retry_deadline_seconds: float = Field(default=5.0, ge=0)
     schema_name: str | None = Field(
         default=None,
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
@@ -62,7 +66,14 @@ class BriefSettings(BaseModel):
 
 
 class CacheSettings(BaseModel):
-    redis_url: SecretStr | None = None
+    redis_url: SecretStr | None = Field(default=None, description="Unset: a bounded in-process cache.")
+    key_prefix: str = "handoff:"
+    socket_timeout_seconds: float = Field(default=0.25, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+    memory_max_bytes: int = Field(default=64 * MIB, ge=1)
+    memory_max_entries: int = Field(default=10_000, ge=1)
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    breaker_reset_seconds: float = Field(default=5.0, gt=0)
 
 
 class AnalysisSettings(BaseModel):

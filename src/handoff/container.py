@@ -2,27 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from handoff.cache import MemoryCache
 from handoff.clock import SystemClock
-from handoff.config import Settings
+from handoff.config import CacheSettings, Settings
+from handoff.errors import DatabaseUnavailable
 from handoff.logs import get_logger
+from handoff.resilience import CircuitBreaker, TransientRetry
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
-from handoff.services.ports import Clock, UnitOfWorkFactory
+from handoff.services.ports import Cache, Clock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
 from handoff.storage import migrate
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.probe import DatabaseProbe
-from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
+from handoff.storage.uow import AsyncUnitOfWorkFactory, GuardedUnitOfWorkFactory, SqliteUnitOfWorkFactory
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class _Retry:
+    """Adapts TransientRetry to the services' Retrier port (a zero-argument operation)."""
+
+    def __init__(self, retry: TransientRetry) -> None:
+        self._retry = retry
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        return await self._retry.call(fn)
+
+
+def build_cache(settings: CacheSettings) -> Cache:
+    """Redis when configured, else a bounded in-process cache: the same port either way."""
+    if settings.redis_url is None:
+        return MemoryCache(max_bytes=settings.memory_max_bytes, max_entries=settings.memory_max_entries)
+    from handoff.cache.redis_cache import RedisCache
+
+    return RedisCache(
+        settings.redis_url.get_secret_value(),
+        key_prefix=settings.key_prefix,
+        socket_timeout=settings.socket_timeout_seconds,
+        max_connections=settings.max_connections,
+        failure_threshold=settings.breaker_failure_threshold,
+        reset_timeout=settings.breaker_reset_seconds,
+    )
 
 
 @dataclass
@@ -36,6 +68,8 @@ class Container:
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
+    cache: Cache | None = None
+    db_breaker: CircuitBreaker | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
@@ -49,15 +83,33 @@ class Container:
             uow = SqliteUnitOfWorkFactory(request_engine)
         else:
             uow = AsyncUnitOfWorkFactory(engine)
+        db = settings.db
+        breaker = CircuitBreaker(
+            "database",
+            failure_threshold=db.breaker_failure_threshold,
+            reset_timeout=db.breaker_reset_seconds,
+            is_failure=lambda exc: isinstance(exc, DatabaseUnavailable),
+        )
+        guarded = GuardedUnitOfWorkFactory(uow, breaker)
+        retry = _Retry(
+            TransientRetry(
+                lambda exc: isinstance(exc, DatabaseUnavailable),
+                attempts=db.retry_attempts,
+                deadline=db.retry_deadline_seconds,
+            )
+        )
+        cache = build_cache(settings.cache)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=SessionService(uow, clock, settings.limits, settings.lifecycle),
-            context=ContextService(uow, clock, settings.limits),
-            handoffs=HandoffService(uow, clock, settings.limits, settings.brief),
-            health=HealthService(DatabaseProbe(engine)),
+            sessions=SessionService(guarded, clock, settings.limits, settings.lifecycle, retry),
+            context=ContextService(guarded, clock, settings.limits, retry, cache),
+            handoffs=HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache),
+            health=HealthService(DatabaseProbe(engine), cache),
             clock=clock,
             request_engine=request_engine,
+            cache=cache,
+            db_breaker=breaker,
         )
 
     async def start(self) -> None:
@@ -78,6 +130,8 @@ class Container:
         return await migrate.current_revision(self.engine), migrate.head_revision()
 
     async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
         if self.request_engine is not None:
             self.request_engine.dispose()
         await self.engine.dispose()

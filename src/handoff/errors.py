@@ -49,3 +49,7 @@ class Conflict(HandoffError):
 
 class Unavailable(HandoffError):
     code = "unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database did not answer or failed mid-transaction: transient, safe to retry if idempotent."""

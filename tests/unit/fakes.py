@@ -224,11 +224,12 @@ class FakeEntryRepository:
         session_id: int,
         *,
         after_sequence: int,
+        up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
     ) -> list[ContextEntry]:
         rows = sorted(self._state.entries.get(session_id, []), key=lambda e: e.sequence_number)
-        rows = [r for r in rows if r.sequence_number > after_sequence]
+        rows = [r for r in rows if after_sequence < r.sequence_number <= up_to]
         if context_types:
             rows = [r for r in rows if r.context_type in context_types]
         return rows[:limit]

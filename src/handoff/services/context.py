@@ -20,7 +20,8 @@ from handoff.domain.validation import (
 )
 from handoff.errors import Conflict, InvalidInput, InvalidState
 from handoff.services.paging import check_limit, decode_cursor, encode_cursor
-from handoff.services.ports import Clock, UnitOfWorkFactory
+from handoff.services.ports import Cache, Clock, NoRetry, Retrier, UnitOfWorkFactory
+from handoff.services.read_cache import ReadCache
 from handoff.services.transitions import expire_if_due, next_expiry, reactivate_if_dormant
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -42,10 +43,19 @@ class ContextPage:
 
 
 class ContextService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, limits: LimitSettings) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        limits: LimitSettings,
+        retry: Retrier | None = None,
+        cache: Cache | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._limits = limits
+        self._retry = retry or NoRetry()
+        self._read_cache = ReadCache(cache)
 
     async def append(
         self,
@@ -70,57 +80,62 @@ class ContextService:
             check_storable_text(idempotency_key, field="idempotency_key")
         sha256 = hashlib.sha256(encoded).hexdigest()
 
-        async with self._uow(write=True) as uow:
-            # The row lock (a no-op under SQLite's BEGIN IMMEDIATE) serialises appends per session.
-            session = await uow.sessions.get(key, for_update=True, with_digest=True, with_participants=False)
-            if idempotency_key is not None:
-                earlier = await uow.entries.find_by_idempotency_key(session.id, idempotency_key)
-                if earlier is not None:
-                    if earlier.content_sha256 != sha256 or earlier.context_type is not kind:
-                        raise Conflict(
-                            f"idempotency_key '{idempotency_key}' was already used for a different entry "
-                            f"(#{earlier.sequence_number}) in session '{key}'",
-                            {"sequence_number": earlier.sequence_number},
-                        )
-                    return AppendResult(earlier, session, replayed=True)
-            actor = writer or session.owner_agent
-            now = self._clock.now()
-            if await expire_if_due(uow, session, now=now):
-                await uow.commit()
-                raise InvalidState(
-                    f"session '{key}' is expired and no longer accepts writes",
-                    {"session_key": key, "status": "expired"},
+        async def attempt() -> AppendResult:
+            async with self._uow(write=True) as uow:
+                # The row lock (a no-op under SQLite's BEGIN IMMEDIATE) serialises appends per session.
+                session = await uow.sessions.get(key, for_update=True, with_digest=True, with_participants=False)
+                if idempotency_key is not None:
+                    earlier = await uow.entries.find_by_idempotency_key(session.id, idempotency_key)
+                    if earlier is not None:
+                        if earlier.content_sha256 != sha256 or earlier.context_type is not kind:
+                            raise Conflict(
+                                f"idempotency_key '{idempotency_key}' was already used for a different entry "
+                                f"(#{earlier.sequence_number}) in session '{key}'",
+                                {"sequence_number": earlier.sequence_number},
+                            )
+                        return AppendResult(earlier, session, replayed=True)
+                actor = writer or session.owner_agent
+                now = self._clock.now()
+                if await expire_if_due(uow, session, now=now):
+                    await uow.commit()
+                    raise InvalidState(
+                        f"session '{key}' is expired and no longer accepts writes",
+                        {"session_key": key, "status": "expired"},
+                    )
+                if actor != session.owner_agent:
+                    await uow.sessions.load_participants(session)
+                check_writable(session, actor)
+                await reactivate_if_dormant(uow, session, actor=actor, now=now)
+                # We hold the session row's lock, so the next number is ours; the UPDATE below bumps
+                # the counter and UNIQUE(session_id, sequence_number) backs it up.
+                sequence = session.entry_count + 1
+                digest = session.digest or Digest()
+                digest.absorb(seq=sequence, context_type=kind, content=content, metadata=meta, agent=actor)
+                recorded = await uow.sessions.record_append(
+                    session, added_bytes=len(encoded), now=now, expires_at=next_expiry(session, now), digest=digest
                 )
-            if actor != session.owner_agent:
-                await uow.sessions.load_participants(session)
-            check_writable(session, actor)
-            await reactivate_if_dormant(uow, session, actor=actor, now=now)
-            # We hold the session row's lock, so the next number is ours; the UPDATE below bumps
-            # the counter and UNIQUE(session_id, sequence_number) backs it up.
-            sequence = session.entry_count + 1
-            digest = session.digest or Digest()
-            digest.absorb(seq=sequence, context_type=kind, content=content, metadata=meta, agent=actor)
-            recorded = await uow.sessions.record_append(
-                session, added_bytes=len(encoded), now=now, expires_at=next_expiry(session, now), digest=digest
-            )
-            if recorded != sequence:
-                raise Conflict("the session changed during the append; retry it")
-            entry = await uow.entries.add(
-                session.id,
-                sequence,
-                NewEntry(
-                    context_type=kind,
-                    content=content,
-                    metadata=meta,
-                    agent=actor,
-                    content_bytes=len(encoded),
-                    content_sha256=sha256,
-                    idempotency_key=idempotency_key,
-                ),
-                now=now,
-            )
-            await uow.commit()
-        return AppendResult(entry, session, replayed=False)
+                if recorded != sequence:
+                    raise Conflict("the session changed during the append; retry it")
+                entry = await uow.entries.add(
+                    session.id,
+                    sequence,
+                    NewEntry(
+                        context_type=kind,
+                        content=content,
+                        metadata=meta,
+                        agent=actor,
+                        content_bytes=len(encoded),
+                        content_sha256=sha256,
+                        idempotency_key=idempotency_key,
+                    ),
+                    now=now,
+                )
+                await uow.commit()
+            return AppendResult(entry, session, replayed=False)
+
+        # Only an append that carries an idempotency key is safe to run again: if a commit's
+        # acknowledgement was lost, the retry finds the entry instead of writing it twice.
+        return await (self._retry.call(attempt) if idempotency_key is not None else attempt())
 
     async def page(
         self,
@@ -134,9 +149,20 @@ class ContextService:
         limit = check_limit(limit, self._limits.max_page_size)
         after = decode_cursor(cursor, prefix="c") if cursor else 0
         kinds = [parse_context_type(t) for t in context_types] if context_types else None
-        async with self._uow(write=False) as uow:
-            session = await uow.sessions.get(key, with_digest=True)
-            rows = await uow.entries.list_page(session.id, after_sequence=after, limit=limit + 1, context_types=kinds)
+
+        async def read() -> tuple[Session, list[ContextEntry]]:
+            async with self._uow(write=False) as uow:
+                session = await uow.sessions.get(key, with_digest=True)
+                cached = await self._read_cache.page(session, after, limit, kinds)
+                if cached is not None:
+                    return session, cached
+                rows = await uow.entries.list_page(
+                    session.id, after_sequence=after, up_to=session.entry_count, limit=limit + 1, context_types=kinds
+                )
+            await self._read_cache.remember_page(session, after, limit, kinds, rows)
+            return session, rows
+
+        session, rows = await self._retry.call(read)
         digest = session.digest or Digest()
         more = len(rows) > limit
         rows = rows[:limit]

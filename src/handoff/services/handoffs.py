@@ -14,7 +14,8 @@ from handoff.domain.lifecycle import WRITABLE_STATES, role_of
 from handoff.domain.models import Handoff, HandoffStatus, HandoffType, ParticipantRole, Session
 from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
 from handoff.errors import InvalidInput, InvalidState
-from handoff.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from handoff.services.ports import Cache, Clock, NoRetry, Retrier, UnitOfWork, UnitOfWorkFactory
+from handoff.services.read_cache import ReadCache
 from handoff.services.transitions import expire_if_due, next_expiry, reactivate_if_dormant, record_event
 
 # Higher wins: a handoff never demotes an agent that already holds more rights.
@@ -33,11 +34,21 @@ class HandoffView:
 
 
 class HandoffService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, limits: LimitSettings, brief: BriefSettings) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        limits: LimitSettings,
+        brief: BriefSettings,
+        retry: Retrier | None = None,
+        cache: Cache | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._limits = limits
         self._brief = brief
+        self._retry = retry or NoRetry()
+        self._read_cache = ReadCache(cache)
 
     async def request(
         self,
@@ -111,13 +122,21 @@ class HandoffService:
             )
             await uow.handoffs.add(handoff)
             await uow.commit()
+        await self._read_cache.remember_handoff(handoff)
         return HandoffView(handoff, handoff_resources(key, handoff_id))
 
     async def get(self, handoff_id: str) -> HandoffView:
         if not handoff_id or len(handoff_id) > 64 or not handoff_id.isalnum():
             raise InvalidInput("handoff_id is not a handoff id this server issued", {"field": "handoff_id"})
-        async with self._uow(write=False) as uow:
-            handoff = await uow.handoffs.get(handoff_id)
+        handoff = await self._read_cache.handoff(handoff_id)
+        if handoff is None:
+
+            async def read() -> Handoff:
+                async with self._uow(write=False) as uow:
+                    return await uow.handoffs.get(handoff_id)
+
+            handoff = await self._retry.call(read)
+            await self._read_cache.remember_handoff(handoff)
         return HandoffView(handoff, handoff_resources(handoff.session_key, handoff.handoff_id))
 
     async def _apply_effects(

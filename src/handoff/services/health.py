@@ -7,6 +7,9 @@ from typing import Any, Protocol
 
 import anyio
 
+from handoff.errors import Unavailable
+from handoff.services.ports import Cache
+
 
 class DatabaseProbe(Protocol):
     @property
@@ -18,8 +21,9 @@ class DatabaseProbe(Protocol):
 
 
 class HealthService:
-    def __init__(self, database: DatabaseProbe, timeout_seconds: float = 1.0) -> None:
+    def __init__(self, database: DatabaseProbe, cache: Cache | None = None, timeout_seconds: float = 1.0) -> None:
         self._database = database
+        self._cache = cache
         self._timeout = timeout_seconds
 
     async def check_ready(self) -> dict[str, Any]:
@@ -38,4 +42,24 @@ class HealthService:
         except Exception as exc:  # a probe reports, it never raises
             status |= {"ok": False, "error": type(exc).__name__}
         status["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        return {"ready": bool(status["ok"]), "checks": [status]}
+        checks = [status]
+        if self._cache is not None:
+            checks.append(await self._check_cache(self._cache))
+        # The cache is never a source of truth: without it we are slower, not wrong, so still ready.
+        return {"ready": bool(status["ok"]), "checks": checks}
+
+    async def _check_cache(self, cache: Cache) -> dict[str, Any]:
+        started = time.perf_counter()
+        stats = cache.stats()
+        status: dict[str, Any] = {"name": "cache", "backend": stats.backend, "required": False}
+        try:
+            with anyio.fail_after(self._timeout):
+                await cache.ping()
+            status["ok"] = True
+        except TimeoutError:
+            status |= {"ok": False, "error": f"no answer within {self._timeout}s"}
+        except Unavailable as exc:
+            status |= {"ok": False, "error": exc.message}
+        status["hit_ratio"] = round(stats.hit_ratio, 4)
+        status["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return status

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from handoff.domain.digest import Digest
 from handoff.domain.models import (
@@ -22,6 +23,20 @@ from handoff.domain.models import (
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+T = TypeVar("T")
+
+
+class Retrier(Protocol):
+    """Runs an idempotent operation again when it fails transiently (see handoff.resilience)."""
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T: ...
+
+
+class NoRetry:
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        return await fn()
 
 
 class SessionRepository(Protocol):
@@ -82,6 +97,7 @@ class EntryRepository(Protocol):
         session_id: int,
         *,
         after_sequence: int,
+        up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
     ) -> list[ContextEntry]: ...
@@ -125,3 +141,53 @@ class UnitOfWork(Protocol):
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool) -> UnitOfWork:
         """A read unit sees one snapshot; a write unit holds the write lock from its start."""
+
+
+# -- cache ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters since the cache was built. `errors` counts failures of the backend that were absorbed
+    (turned into a miss or a no-op); `short_circuits` counts calls skipped while its circuit was open."""
+
+    backend: str
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    deletes: int = 0
+    errors: int = 0
+    short_circuits: int = 0
+    evictions: int = 0
+    entries: int | None = None  # None where the backend cannot tell cheaply
+    bytes: int | None = None
+    circuit: str | None = None  # breaker state, for backends that have one
+
+    @property
+    def hit_ratio(self) -> float:
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else 0.0
+
+
+class Cache(Protocol):
+    """A byte cache with per-entry TTL. Every method but `ping` absorbs backend failures."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or None on a miss, an expired entry or any backend failure."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Store `value` for `ttl_seconds` (<= 0 removes the key). Failures are a silent no-op."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the key if present. Failures are a silent no-op: never rely on it for correctness."""
+        ...
+
+    def stats(self) -> CacheStats: ...
+
+    async def ping(self) -> None:
+        """Return when the backend answers; raise `handoff.errors.Unavailable` when it does not."""
+        ...
+
+    async def close(self) -> None: ...

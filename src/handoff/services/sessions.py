@@ -14,7 +14,7 @@ from handoff.domain.models import LifecycleEvent, ParticipantRole, Session, Sess
 from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
 from handoff.errors import AlreadyExists, Forbidden, InvalidInput, InvalidState
 from handoff.services.paging import check_limit, decode_cursor, encode_cursor
-from handoff.services.ports import Clock, UnitOfWorkFactory
+from handoff.services.ports import Clock, NoRetry, Retrier, UnitOfWorkFactory
 from handoff.services.transitions import expire_if_due, transition
 
 
@@ -32,9 +32,15 @@ class SessionPage:
 
 class SessionService:
     def __init__(
-        self, uow: UnitOfWorkFactory, clock: Clock, limits: LimitSettings, lifecycle: LifecycleSettings
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        limits: LimitSettings,
+        lifecycle: LifecycleSettings,
+        retry: Retrier | None = None,
     ) -> None:
         self._uow = uow
+        self._retry = retry or NoRetry()
         self._clock = clock
         self._limits = limits
         self._lifecycle = lifecycle
@@ -83,8 +89,12 @@ class SessionService:
 
     async def get(self, session_key: str) -> SessionView:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
-        async with self._uow(write=False) as uow:
-            session = await uow.sessions.get(key, with_digest=True)
+
+        async def read() -> Session:
+            async with self._uow(write=False) as uow:
+                return await uow.sessions.get(key, with_digest=True)
+
+        session = await self._retry.call(read)
         return SessionView(session=session, counts_by_type=dict((session.digest or Digest()).counts))
 
     async def list_sessions(
@@ -99,8 +109,14 @@ class SessionService:
         after_id = decode_cursor(cursor, prefix="s") if cursor else None
         if agent is not None:
             agent = validate_agent(agent, field="agent", max_length=self._limits.max_key_length)
-        async with self._uow(write=False) as uow:
-            rows = await uow.sessions.list_sessions(statuses=statuses, agent=agent, after_id=after_id, limit=limit + 1)
+
+        async def read() -> list[Session]:
+            async with self._uow(write=False) as uow:
+                return await uow.sessions.list_sessions(
+                    statuses=statuses, agent=agent, after_id=after_id, limit=limit + 1
+                )
+
+        rows = await self._retry.call(read)
         more = len(rows) > limit
         rows = rows[:limit]
         return SessionPage(rows, encode_cursor("s", rows[-1].id) if more and rows else None)
@@ -126,10 +142,13 @@ class SessionService:
 
     async def lifecycle(self, session_key: str, limit: int = 200) -> tuple[Session, list[LifecycleEvent]]:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
-        async with self._uow(write=False) as uow:
-            session = await uow.sessions.get(key)
-            events = await uow.events.list_for_session(session.id, limit=limit)
-        return session, events
+
+        async def read() -> tuple[Session, list[LifecycleEvent]]:
+            async with self._uow(write=False) as uow:
+                session = await uow.sessions.get(key)
+                return session, await uow.events.list_for_session(session.id, limit=limit)
+
+        return await self._retry.call(read)
 
 
 def public_summary(session: Session) -> dict[str, Any]:

@@ -298,12 +298,17 @@ class SqlEntryRepository:
         session_id: int,
         *,
         after_sequence: int,
+        up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
     ) -> list[ContextEntry]:
         query = (
             sa.select(context_entries)
-            .where(context_entries.c.session_id == session_id, context_entries.c.sequence_number > after_sequence)
+            .where(
+                context_entries.c.session_id == session_id,
+                context_entries.c.sequence_number > after_sequence,
+                context_entries.c.sequence_number <= up_to,
+            )
             .order_by(context_entries.c.sequence_number)
             .limit(limit)
         )

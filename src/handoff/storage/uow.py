@@ -14,8 +14,16 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from handoff.errors import Conflict, Unavailable
-from handoff.services.ports import EntryRepository, EventRepository, HandoffRepository, SessionRepository
+from handoff.errors import Conflict, DatabaseUnavailable
+from handoff.resilience import CircuitBreaker
+from handoff.services.ports import (
+    EntryRepository,
+    EventRepository,
+    HandoffRepository,
+    SessionRepository,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from handoff.storage.db import AsyncDb, Db, InlineSqliteDb
 from handoff.storage.engine import WRITE_OPTION
 from handoff.storage.repositories import (
@@ -46,7 +54,7 @@ def _translate(exc: BaseException | None) -> None:
     if isinstance(exc, sa_exc.IntegrityError):
         raise Conflict("the write conflicted with a concurrent change; retry it") from exc
     if isinstance(exc, _DRIVER_FAILURES) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
-        raise Unavailable("the database is busy or unavailable; try again shortly") from exc
+        raise DatabaseUnavailable("the database is busy or unavailable; try again shortly") from exc
 
 
 class AsyncUnitOfWork(_Repositories):
@@ -60,7 +68,7 @@ class AsyncUnitOfWork(_Repositories):
         try:
             conn = await self._engine.connect()
         except (*_DRIVER_FAILURES, OSError) as exc:
-            raise Unavailable("the database is unavailable; try again shortly") from exc
+            raise DatabaseUnavailable("the database is unavailable; try again shortly") from exc
         try:
             if self._write:
                 await conn.execution_options(**{WRITE_OPTION: True})
@@ -108,7 +116,7 @@ class SqliteUnitOfWork(_Repositories):
         try:
             conn = self._engine.connect()  # the pool never blocks: it has no overflow limit
         except (*_DRIVER_FAILURES, OSError) as exc:
-            raise Unavailable("the database file cannot be opened") from exc
+            raise DatabaseUnavailable("the database file cannot be opened") from exc
         try:
             if self._write:
                 conn.execution_options(**{WRITE_OPTION: True})
@@ -177,3 +185,54 @@ class SqliteUnitOfWorkFactory:
 
     def __call__(self, *, write: bool) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(self._engine, write=write)
+
+
+class GuardedUnitOfWork(_Repositories):
+    """A unit of work run through the database circuit breaker.
+
+    While the breaker is open, entering fails fast with `Unavailable` instead of waiting on a dead
+    database; the first unit of work after the reset timeout is the probe that closes it again.
+    Only `DatabaseUnavailable` (driver failures) counts against the database.
+    """
+
+    def __init__(self, inner: UnitOfWork, breaker: CircuitBreaker) -> None:
+        self._inner = inner
+        self._guard = breaker.guard()
+
+    async def __aenter__(self) -> Self:
+        await self._guard.__aenter__()
+        try:
+            await self._inner.__aenter__()
+        except BaseException as exc:
+            await self._guard.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.sessions = self._inner.sessions
+        self.entries = self._inner.entries
+        self.handoffs = self._inner.handoffs
+        self.events = self._inner.events
+        return self
+
+    async def commit(self) -> None:
+        await self._inner.commit()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._inner.__aexit__(exc_type, exc, tb)
+        except BaseException as translated:
+            await self._guard.__aexit__(type(translated), translated, translated.__traceback__)
+            raise
+        await self._guard.__aexit__(exc_type, exc, tb)
+
+
+class GuardedUnitOfWorkFactory:
+    def __init__(self, inner: UnitOfWorkFactory, breaker: CircuitBreaker) -> None:
+        self._inner = inner
+        self.breaker = breaker
+
+    def __call__(self, *, write: bool) -> GuardedUnitOfWork:
+        return GuardedUnitOfWork(self._inner(write=write), self.breaker)
