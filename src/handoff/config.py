@@ -76,8 +76,19 @@ class CacheSettings(BaseModel):
     breaker_reset_seconds: float = Field(default=5.0, gt=0)
 
 
+class AnalysisLimits(BaseModel):
+    max_file_bytes: int = Field(default=1 * MIB, ge=1)
+    max_files: int = Field(default=500, ge=1, le=10_000)
+    max_total_bytes: int = Field(default=32 * MIB, ge=1)
+    max_seconds: float = Field(default=30.0, gt=0, description="Wall time per analyze_codebase call.")
+    parse_seconds: float = Field(default=5.0, gt=0, description="Per-file tree-sitter parse timeout.")
+    worker_memory_bytes: int = Field(default=1024 * MIB, ge=64 * MIB)
+    max_concurrent: int = Field(default=2, ge=1, description="Analysis worker processes at once.")
+
+
 class AnalysisSettings(BaseModel):
-    roots: list[Path] = Field(default_factory=list)
+    roots: list[Path] = Field(default_factory=list, description="Readable roots; empty = working directory.")
+    limits: AnalysisLimits = Field(default_factory=AnalysisLimits)
 
 
 class LogSettings(BaseModel):

@@ -10,12 +10,14 @@ from typing import Self, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from handoff.analysis.runner import AnalyzerLimits, SubprocessAnalyzer
 from handoff.cache import MemoryCache
 from handoff.clock import SystemClock
 from handoff.config import CacheSettings, Settings
 from handoff.errors import DatabaseUnavailable
 from handoff.logs import get_logger
 from handoff.resilience import CircuitBreaker, TransientRetry
+from handoff.services.analysis import AnalysisService
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
@@ -65,6 +67,7 @@ class Container:
     context: ContextService
     handoffs: HandoffService
     health: HealthService
+    analysis: AnalysisService
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -99,11 +102,27 @@ class Container:
             )
         )
         cache = build_cache(settings.cache)
+        sessions = SessionService(guarded, clock, settings.limits, settings.lifecycle, retry)
+        context = ContextService(guarded, clock, settings.limits, retry, cache)
+        a = settings.analysis.limits
+        analyzer = SubprocessAnalyzer(
+            settings.analysis.roots,
+            AnalyzerLimits(
+                max_file_bytes=a.max_file_bytes,
+                max_files=a.max_files,
+                max_total_bytes=a.max_total_bytes,
+                max_seconds=a.max_seconds,
+                parse_seconds=a.parse_seconds,
+                memory_bytes=a.worker_memory_bytes,
+                max_concurrent=a.max_concurrent,
+            ),
+        )
         return cls(
             settings=settings,
             engine=engine,
-            sessions=SessionService(guarded, clock, settings.limits, settings.lifecycle, retry),
-            context=ContextService(guarded, clock, settings.limits, retry, cache),
+            sessions=sessions,
+            context=context,
+            analysis=AnalysisService(analyzer, context, sessions, settings.limits),
             handoffs=HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache),
             health=HealthService(DatabaseProbe(engine), cache),
             clock=clock,

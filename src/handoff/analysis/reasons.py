@@ -20,6 +20,7 @@ class Reason(StrEnum):
     TOTAL_BYTES_EXCEEDED = "total_bytes_exceeded"  # over the bytes-per-call limit
     TIME_LIMIT = "time_limit"  # the call's wall-time budget ran out first
     PARSE_TIMEOUT = "parse_timeout"  # the parser was stopped on this file
+    RESOURCE_LIMIT = "resource_limit"  # the worker ran out of its memory allowance on this file
     PARSER_CRASHED = "parser_crashed"  # the worker process died on this file
     NOT_ANALYSED = "not_analysed"  # the worker stopped before reaching this file
     READ_ERROR = "read_error"  # any other I/O error

@@ -112,6 +112,7 @@ def render_brief(digest: Digest, ctx: BriefContext, token_budget: int) -> Render
             for path, info in reversed(digest.files.items())
         ],
     )
+    budget.section("Code analysed", [line for a in reversed(digest.analyses) for line in _analysis_lines(a)])
     budget.section(
         "Tools used",
         [
@@ -143,6 +144,23 @@ def render_summary(digest: Digest, ctx: BriefContext) -> str:
         f"{len(digest.failing_tests)} failing tests, {len(digest.files)} files touched."
     )
     return " ".join(parts)
+
+
+def _analysis_lines(analysis: dict[str, Any]) -> list[str]:
+    languages = ", ".join(f"{name} {n}" for name, n in sorted(analysis.get("languages", {}).items()))
+    count = int(analysis.get("file_count", 0))
+    files = [f"`{p}`" for p in analysis.get("files", [])]
+    more = count - len(files)
+    lines = [
+        f"- (#{analysis.get('seq')}) {analysis.get('analysis_type')} analysis of {count} files"
+        + (f" ({languages})" if languages else "")
+        + (f", {analysis['error_count']} not analysed" if analysis.get("error_count") else "")
+    ]
+    if files:
+        lines.append("  - files: " + ", ".join(files) + (f" (+{more} more)" if more > 0 else ""))
+    if analysis.get("top_symbols"):
+        lines.append("  - key symbols: " + ", ".join(f"`{s}`" for s in analysis["top_symbols"]))
+    return lines
 
 
 def _bullet(item: Item, *, with_agent: bool = False) -> str:

@@ -24,6 +24,9 @@ MAX_FAILING = 20
 MAX_FILES = 40
 MAX_TOOLS = 25
 MAX_AGENTS = 20
+MAX_ANALYSES = 5
+MAX_ANALYSIS_FILES = 12
+MAX_ANALYSIS_SYMBOLS = 15
 
 # Markers an agent can write at the start of a line ("- Decision: use WAL").
 _MARKERS: list[tuple[str, re.Pattern[str]]] = [
@@ -62,6 +65,7 @@ class Digest:
     failing_tests: dict[str, int] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     tools: dict[str, dict[str, int]] = field(default_factory=dict)
+    analyses: list[dict[str, Any]] = field(default_factory=list)
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -82,6 +86,7 @@ class Digest:
             "failing_tests": self.failing_tests,
             "files": self.files,
             "tools": self.tools,
+            "analyses": self.analyses,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -107,6 +112,7 @@ class Digest:
             failing_tests={str(k): int(v) for k, v in data.get("failing_tests", {}).items()},
             files=dict(data.get("files", {})),
             tools=dict(data.get("tools", {})),
+            analyses=list(data.get("analyses", [])),
         )
 
     # -- folding -------------------------------------------------------------------------------
@@ -148,6 +154,10 @@ class Digest:
         del self.recent[:-MAX_RECENT]
 
     def _absorb_file(self, seq: int, content: str, metadata: dict[str, Any]) -> None:
+        summary = metadata.get("summary")
+        if metadata.get("kind") == "analysis" and isinstance(summary, dict):
+            self._absorb_analysis(seq, metadata, summary)
+            return
         path = _first_str(metadata, "path", "file_path", "file", "filename") or "(unnamed file)"
         action = _first_str(metadata, "action", "operation") or "touched"
         info = self.files.pop(path, {"count": 0, "actions": []})
@@ -160,6 +170,31 @@ class Digest:
         self.files[path] = info  # re-inserted last: dict order is recency order
         while len(self.files) > MAX_FILES:
             self.files.pop(next(iter(self.files)))
+
+    def _absorb_analysis(self, seq: int, metadata: dict[str, Any], summary: dict[str, Any]) -> None:
+        """An analyze_codebase result: which files were analysed and their key symbols."""
+
+        def strings(key: str, cap: int) -> list[str]:
+            value = summary.get(key)
+            return [str(v)[:SNIPPET_CHARS] for v in value[:cap]] if isinstance(value, list) else []
+
+        languages = summary.get("languages")
+        count = summary.get("file_count")
+        errors = summary.get("error_count")
+        self.analyses.append(
+            {
+                "seq": seq,
+                "analysis_type": str(metadata.get("analysis_type", "analysis"))[:40],
+                "files": strings("files", MAX_ANALYSIS_FILES),
+                "file_count": count if isinstance(count, int) else len(strings("files", 1000)),
+                "languages": {str(k)[:40]: v for k, v in languages.items() if isinstance(v, int)}
+                if isinstance(languages, dict)
+                else {},
+                "top_symbols": strings("top_symbols", MAX_ANALYSIS_SYMBOLS),
+                "error_count": errors if isinstance(errors, int) else 0,
+            }
+        )
+        del self.analyses[:-MAX_ANALYSES]
 
     def _absorb_tool_call(self, seq: int, content: str, metadata: dict[str, Any]) -> None:
         name = _first_str(metadata, "tool", "tool_name", "name") or _tool_name_from_json(content) or "(tool)"

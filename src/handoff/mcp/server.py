@@ -15,6 +15,7 @@ from mcp.shared.exceptions import MCPError
 import handoff
 from handoff.container import Container
 from handoff.logs import get_logger, new_correlation_id
+from handoff.mcp.analysis_tool import register_analysis_tool
 from handoff.mcp.prompts import register_prompts
 from handoff.mcp.resources import register_resources
 from handoff.mcp.tools import register_tools
@@ -52,6 +53,7 @@ def build_server(container: Container) -> MCPServer:
         middleware=[_request_log],
     )
     register_tools(server, container)
+    register_analysis_tool(server, container.analysis)
     register_resources(server, container)
     register_prompts(server, container)
     # 2025-era clients send logging/setLevel; the SDK leaves it unanswered unless we handle it.
