@@ -170,6 +170,13 @@ async def _run_migrate(settings: Settings, check: bool) -> None:
             print(f"database {url}: schema {current or 'empty'}, code expects {head}")
             if current != head:
                 sys.exit(1)
+            differences = await container.schema_drift()
+            for difference in differences:
+                print(f"  drift: {difference}")
+            if differences:
+                print("the schema differs from what this version declares (changed by hand?)")
+                sys.exit(1)
+            print("no drift")
             return
         before, after = await container.migrate()
         print(

@@ -49,6 +49,9 @@ class HttpSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Deadline for one tool call or resource read; past it: `unavailable`."
+    )
     max_content_bytes: int = Field(default=8 * MIB, ge=1)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     max_page_size: int = Field(default=500, ge=1)

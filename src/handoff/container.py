@@ -21,10 +21,11 @@ from handoff.services.analysis import AnalysisService
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
-from handoff.services.ports import Cache, Clock, UnitOfWorkFactory
+from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
 from handoff.storage import migrate
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
+from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
 from handoff.storage.probe import DatabaseProbe
 from handoff.storage.uow import AsyncUnitOfWorkFactory, GuardedUnitOfWorkFactory, SqliteUnitOfWorkFactory
 
@@ -73,6 +74,7 @@ class Container:
     request_engine: Engine | None = None
     cache: Cache | None = None
     db_breaker: CircuitBreaker | None = None
+    job_lock: JobLock | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
@@ -129,6 +131,7 @@ class Container:
             request_engine=request_engine,
             cache=cache,
             db_breaker=breaker,
+            job_lock=SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine),
         )
 
     async def start(self) -> None:
@@ -147,6 +150,10 @@ class Container:
     async def schema_revisions(self) -> tuple[str | None, str]:
         """(revision the database is at, revision this code expects)."""
         return await migrate.current_revision(self.engine), migrate.head_revision()
+
+    async def schema_drift(self) -> list[str]:
+        """How the live schema differs from what the code declares (empty when it matches)."""
+        return await migrate.drift(self.engine)
 
     async def close(self) -> None:
         if self.cache is not None:

@@ -141,3 +141,15 @@ def test_sessions_list_and_show_print_what_is_stored(db: str) -> None:
     missing = _run(db, "sessions", "show", "nope")
     assert missing.returncode == 1
     assert "not_found" in missing.stderr and "nope" in missing.stderr
+
+
+def test_migrate_check_reports_a_schema_changed_by_hand(db: str, tmp_path: Path) -> None:
+    assert _run(db, "migrate").returncode == 0
+    assert "no drift" in _run(db, "migrate", "--check").stdout
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        conn.execute("DROP INDEX ix_handoffs_target_status")
+    check = _run(db, "migrate", "--check")
+    assert check.returncode == 1
+    assert "ix_handoffs_target_status" in check.stdout and "drift" in check.stdout

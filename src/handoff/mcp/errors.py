@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
+import anyio
 import mcp_types as types
 import structlog
 from mcp.shared.exceptions import MCPError
@@ -24,6 +26,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 INTERNAL_MESSAGE = "internal error; the server logged it with correlation id {cid}"
+
+# Set per request by the server's middleware; None (no deadline) outside a request, e.g. in tests
+# that call a handler directly. A hung dependency then cannot pile requests up: past the deadline
+# the work is cancelled (units of work roll back) and the caller gets `unavailable`.
+request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+
+
+def _deadline_message(deadline: float | None) -> str:
+    return f"the request did not finish within its {deadline:g}s deadline; try again shortly"
 
 
 def _correlation_id() -> str:
@@ -43,8 +54,13 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = request_deadline.get()
         try:
-            return await fn(*args, **kwargs)
+            with anyio.fail_after(deadline):
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            log.warning("tool deadline exceeded", tool=fn.__name__, deadline_seconds=deadline)
+            return error_result("unavailable", _deadline_message(deadline), {"deadline_seconds": deadline})  # type: ignore[return-value]
         except HandoffError as error:
             log.info("tool refused", tool=fn.__name__, code=error.code, reason=error.message)
             # The SDK passes a CallToolResult through untouched (no output-schema check on errors).
@@ -63,8 +79,13 @@ def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = request_deadline.get()
         try:
-            return await fn(*args, **kwargs)
+            with anyio.fail_after(deadline):
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            log.warning("resource deadline exceeded", resource=fn.__name__, deadline_seconds=deadline)
+            raise MCPError(code=types.INTERNAL_ERROR, message=_deadline_message(deadline)) from None
         except HandoffError as error:
             code = types.INVALID_PARAMS if isinstance(error, NotFound | InvalidInput) else types.INTERNAL_ERROR
             raise MCPError(code=code, message=error.message, data={"code": error.code, **error.details}) from None

@@ -13,9 +13,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 import handoff
+from handoff.config import Settings
 from handoff.container import Container
 from handoff.logs import get_logger, new_correlation_id
 from handoff.mcp.analysis_tool import register_analysis_tool
+from handoff.mcp.errors import request_deadline
 from handoff.mcp.prompts import register_prompts
 from handoff.mcp.resources import register_resources
 from handoff.mcp.tools import register_tools
@@ -50,7 +52,7 @@ def build_server(container: Container) -> MCPServer:
         version=handoff.__version__,
         instructions=INSTRUCTIONS,
         log_level=container.settings.log.level,
-        middleware=[_request_log],
+        middleware=[_request_log, _Deadline(container.settings)],
     )
     register_tools(server, container)
     register_analysis_tool(server, container.analysis)
@@ -64,6 +66,24 @@ def build_server(container: Container) -> MCPServer:
 async def _set_level(ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
     logging.getLogger("handoff").setLevel(_LEVELS.get(params.level, logging.INFO))
     return types.EmptyResult()
+
+
+class _Deadline:
+    """Gives every tool call and resource read its deadline (applied in mcp/errors.py wrappers)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._default = settings.limits.request_timeout_seconds
+        # analyze_codebase has its own wall-time limit; never cut it short from outside.
+        self._analysis = max(self._default, settings.analysis.limits.max_seconds + 15.0)
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        tool = params.get("name") if ctx.method == "tools/call" else None
+        token = request_deadline.set(self._analysis if tool == "analyze_codebase" else self._default)
+        try:
+            return await call_next(ctx)
+        finally:
+            request_deadline.reset(token)
 
 
 async def _request_log(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -32,6 +33,14 @@ class Retrier(Protocol):
     """Runs an idempotent operation again when it fails transiently (see handoff.resilience)."""
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T: ...
+
+
+class JobLock(Protocol):
+    """One runner at a time for a named background job, across every replica on the database."""
+
+    def hold(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Yield True when this process may run `name` now, False when another holder has it."""
+        ...
 
 
 class NoRetry:

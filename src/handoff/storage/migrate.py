@@ -62,3 +62,16 @@ async def upgrade(engine: AsyncEngine, revision: str = "head", *, schema: str | 
                     await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await conn.run_sync(run)
     return before, await current_revision(engine) or ""
+
+
+async def drift(engine: AsyncEngine) -> list[str]:
+    """Differences between the live schema and the tables this code declares (empty when none)."""
+    from alembic.autogenerate import compare_metadata
+
+    from handoff.storage.tables import metadata
+
+    def compare(conn: Connection) -> list[str]:
+        return [repr(diff) for diff in compare_metadata(MigrationContext.configure(conn), metadata)]
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(compare)

@@ -125,3 +125,13 @@ lifecycle_events = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_lifecycle_events_session_id", "session_id", "id"),
 )
+
+# Leases for background jobs on SQLite (PostgreSQL uses advisory locks instead; see storage/locks.py).
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)

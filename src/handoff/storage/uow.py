@@ -51,6 +51,10 @@ class _Repositories:
 
 def _translate(exc: BaseException | None) -> None:
     """Driver failures become our errors at this boundary; services never see SQLAlchemy."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        raise DatabaseUnavailable(
+            "all database connections are busy (pool exhausted); try again shortly", {"reason": "pool_exhausted"}
+        ) from exc
     if isinstance(exc, sa_exc.IntegrityError):
         raise Conflict("the write conflicted with a concurrent change; retry it") from exc
     if isinstance(exc, _DRIVER_FAILURES) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
@@ -67,7 +71,10 @@ class AsyncUnitOfWork(_Repositories):
     async def __aenter__(self) -> Self:
         try:
             conn = await self._engine.connect()
-        except (*_DRIVER_FAILURES, OSError) as exc:
+        except sa_exc.TimeoutError as exc:
+            _translate(exc)
+            raise
+        except (*_DRIVER_FAILURES, OSError, TimeoutError) as exc:
             raise DatabaseUnavailable("the database is unavailable; try again shortly") from exc
         try:
             if self._write:

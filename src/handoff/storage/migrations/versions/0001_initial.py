@@ -151,9 +151,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_lifecycle_events_session_id", "lifecycle_events", ["session_id", "id"])
 
+    op.create_table(
+        "job_leases",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("holder", sa.String(200), nullable=False),
+        sa.Column("acquired_at", Ts, nullable=False),
+        sa.Column("expires_at", Ts, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_job_leases"),
+    )
+
 
 def downgrade() -> None:
     for table in (
+        "job_leases",
         "lifecycle_events",
         "handoffs",
         "context_entries",
