@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -52,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--check", action="store_true", help="Only report; exit 1 when not current.")
     migrate.set_defaults(run=_migrate)
 
+    jobs = commands.add_parser("jobs", help="Lifecycle jobs: run one now, or show recent runs.")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    run = jobs_sub.add_parser("run", help="Run a job once (waits for no interval; skips if another replica runs it).")
+    run.add_argument("name", choices=["repair", "mark_dormant", "expire", "archive", "purge", "all"])
+    run.set_defaults(run=_jobs_run)
+    runs = jobs_sub.add_parser("runs", help="Recent job runs with their statistics.")
+    runs.add_argument("--job")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(run=_jobs_runs)
+
     sessions = commands.add_parser("sessions", help="Inspect sessions.")
     sub = sessions.add_subparsers(dest="sessions_command", required=True)
     listing = sub.add_parser("list", help="List sessions.")
@@ -82,7 +93,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 async def _serve_stdio(settings: Settings) -> None:
     from handoff.mcp.server import build_server
 
-    async with Container.build(settings) as container:
+    async with Container.build(settings) as container, _background_jobs(container):
         log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
         await build_server(container).run_stdio_async()
         await _drain_leftover_tasks()
@@ -118,7 +129,7 @@ async def _serve_http(settings: Settings) -> None:
     from handoff.http.app import build_http_app
     from handoff.mcp.server import build_server
 
-    async with Container.build(settings) as container:
+    async with Container.build(settings) as container, _background_jobs(container):
         app = build_http_app(build_server(container), container)
         config = uvicorn.Config(
             app,
@@ -133,6 +144,20 @@ async def _serve_http(settings: Settings) -> None:
         server.container = container
         await server.serve()
         await _drain_leftover_tasks()
+
+
+@asynccontextmanager
+async def _background_jobs(container: Container) -> AsyncIterator[None]:
+    """The lifecycle jobs run in the server's own task group and stop with it."""
+    if not container.settings.lifecycle.jobs_enabled:
+        yield
+        return
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(container.jobs.run_forever)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
 
 
 async def _drain_leftover_tasks(deadline_seconds: float = 5.0) -> None:
@@ -275,3 +300,50 @@ async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> No
             text[:100] + ("…" if len(text) > 100 else ""),
         )
     console.print(entries)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+
+def _jobs_run(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_jobs_run, settings, args.name)
+
+
+async def _run_jobs_run(settings: Settings, name: str) -> None:
+    from handoff.services.lifecycle import JOBS
+
+    async with Container.build(settings) as container:
+        for job in JOBS if name == "all" else (name,):
+            report = await container.jobs.run_once(job)
+            if report is None:
+                print(f"{job}: skipped (another replica is running it, or it failed; see the log)")
+                continue
+            print(
+                f"{job}: examined {report.examined}, changed {report.changed}, errors {report.errors}, "
+                f"{report.duration_ms} ms"
+            )
+            for key, values in report.details.items():
+                print(f"  {key}: {json.dumps(values, default=str)[:500]}")
+
+
+def _jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_jobs_runs, settings, args)
+
+
+async def _run_jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
+    async with Container.build(settings) as container:
+        runs = await container.lifecycle.recent_runs(args.job, args.limit)
+    table = Table(title="recent job runs")
+    for column in ("job", "started", "ms", "examined", "changed", "errors", "holder"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(
+            r["job"],
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            str(r["duration_ms"]),
+            str(r["examined"]),
+            str(r["changed"]),
+            str(r["errors"]),
+            r["holder"],
+        )
+    Console().print(table)

@@ -61,6 +61,15 @@ class LimitSettings(BaseModel):
 class LifecycleSettings(BaseModel):
     default_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     max_ttl_seconds: int = Field(default=365 * 24 * 3600, ge=1)
+    idle_seconds: int = Field(default=3600, ge=1, description="Without activity this long, a session is dormant.")
+    jobs_enabled: bool = Field(default=True, description="Run the lifecycle jobs inside the server.")
+    batch_size: int = Field(default=200, ge=1, description="Sessions per transaction in a job.")
+    chunk_rows: int = Field(default=500, ge=1, description="Entries packed or deleted per transaction.")
+    max_sessions_per_run: int = Field(default=10_000, ge=1)
+    mark_dormant_interval_seconds: float = Field(default=60, gt=0)
+    expire_interval_seconds: float = Field(default=60, gt=0)
+    archive_interval_seconds: float = Field(default=600, gt=0)
+    purge_interval_seconds: float = Field(default=3600, gt=0)
 
 
 class BriefSettings(BaseModel):

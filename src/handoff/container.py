@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -15,12 +17,14 @@ from handoff.cache import MemoryCache
 from handoff.clock import SystemClock
 from handoff.config import CacheSettings, Settings
 from handoff.errors import DatabaseUnavailable
+from handoff.jobs.runner import JobRunner
 from handoff.logs import get_logger
 from handoff.resilience import CircuitBreaker, TransientRetry
 from handoff.services.analysis import AnalysisService
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
+from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
 from handoff.storage import migrate
@@ -42,6 +46,10 @@ class _Retry:
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         return await self._retry.call(fn)
+
+
+def _holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def build_cache(settings: CacheSettings) -> Cache:
@@ -69,6 +77,8 @@ class Container:
     handoffs: HandoffService
     health: HealthService
     analysis: AnalysisService
+    lifecycle: LifecycleService
+    jobs: JobRunner
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -119,9 +129,13 @@ class Container:
                 max_concurrent=a.max_concurrent,
             ),
         )
+        job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
+        lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
         return cls(
             settings=settings,
             engine=engine,
+            lifecycle=lifecycle,
+            jobs=JobRunner(lifecycle, job_lock, settings.lifecycle),
             sessions=sessions,
             context=context,
             analysis=AnalysisService(analyzer, context, sessions, settings.limits),
@@ -131,7 +145,7 @@ class Container:
             request_engine=request_engine,
             cache=cache,
             db_breaker=breaker,
-            job_lock=SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine),
+            job_lock=job_lock,
         )
 
     async def start(self) -> None:

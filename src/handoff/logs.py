@@ -17,6 +17,7 @@ def configure_logging(level: str = "INFO") -> None:
     global _configured
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        structlog.stdlib.ExtraAdder(),  # stdlib `extra={...}` (services log that way) become fields
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -70,6 +70,8 @@ class Session:
     ttl_seconds: int
     entry_count: int
     content_bytes: int
+    retention_policy: str = "standard"
+    status_changed_at: datetime | None = None
     # None = not loaded: the append path skips them when the owner writes (one query fewer).
     participants: list[Participant] | None = None
     # The running brief digest, loaded only by the paths that read or fold it.

@@ -31,6 +31,7 @@ class SessionOut(BaseModel):
     entry_count: int = Field(description="Entries so far; also the last sequence number.")
     content_bytes: int
     ttl_seconds: int
+    retention_policy: str
     created_at: datetime
     updated_at: datetime
     last_activity_at: datetime
@@ -51,6 +52,7 @@ class SessionOut(BaseModel):
             entry_count=session.entry_count,
             content_bytes=session.content_bytes,
             ttl_seconds=session.ttl_seconds,
+            retention_policy=session.retention_policy,
             created_at=session.created_at,
             updated_at=session.updated_at,
             last_activity_at=session.last_activity_at,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
@@ -34,6 +34,7 @@ SessionKey = Annotated[
     str,
     Field(description="Client-chosen unique key: letters, digits and . _ : @ + - (max 128).", max_length=1024),
 ]
+RetentionName = Literal["short", "standard", "extended", "legal_hold"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 
@@ -50,9 +51,13 @@ def register_tools(server: MCPServer, c: Container) -> None:
             int | None,
             Field(description="Seconds without activity before the session expires; default from settings."),
         ] = None,
+        retention_policy: Annotated[
+            RetentionName | None,
+            Field(description="How long history is kept once the session stops; default standard."),
+        ] = None,
     ) -> RegisterSessionResult:
         """Create a session under a unique key, owned by source_agent and active until its TTL runs out."""
-        session = await c.sessions.register(session_key, source_agent, metadata or {}, ttl_seconds)
+        session = await c.sessions.register(session_key, source_agent, metadata or {}, ttl_seconds, retention_policy)
         return RegisterSessionResult(session=SessionOut.of(session, {}))
 
     @tool_errors
@@ -171,6 +176,16 @@ def register_tools(server: MCPServer, c: Container) -> None:
         session = await c.sessions.complete(session_key, agent)
         return GetSessionResult(session=SessionOut.of(session))
 
+    @tool_errors
+    async def set_retention_policy(
+        session_key: SessionKey,
+        retention_policy: Annotated[RetentionName, Field(description="short, standard, extended or legal_hold.")],
+        actor: Annotated[str, Field(description="Who changes it (recorded in the lifecycle events).")],
+    ) -> GetSessionResult:
+        """Administrative: change how long a session's history is kept (legal_hold = never purged)."""
+        session = await c.sessions.set_retention(session_key, retention_policy, actor)
+        return GetSessionResult(session=SessionOut.of(session))
+
     for fn, hints in (
         (register_session, WRITE),
         (update_context, WRITE),
@@ -181,5 +196,6 @@ def register_tools(server: MCPServer, c: Container) -> None:
         (get_handoff, READ_ONLY),
         (get_lifecycle, READ_ONLY),
         (complete_session, WRITE),
+        (set_retention_policy, WRITE),
     ):
         server.add_tool(fn, annotations=hints, structured_output=True)

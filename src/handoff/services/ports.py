@@ -58,6 +58,7 @@ class SessionRepository(Protocol):
         ttl_seconds: int,
         now: datetime,
         expires_at: datetime,
+        retention_policy: str = "standard",
     ) -> Session: ...
 
     async def get(
@@ -88,6 +89,8 @@ class SessionRepository(Protocol):
         """Bump the entry counter and activity, store the digest; return the new sequence number."""
 
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None: ...
+
+    async def set_retention(self, session: Session, policy: str, *, now: datetime) -> None: ...
 
     async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None: ...
 
@@ -127,6 +130,47 @@ class EventRepository(Protocol):
     async def list_for_session(self, session_id: int, *, limit: int) -> list[LifecycleEvent]: ...
 
 
+class MaintenanceRepository(Protocol):
+    """Bounded set-wise work for the lifecycle jobs (see storage/maintenance.py)."""
+
+    async def due_session_keys(
+        self,
+        *,
+        statuses: Sequence[SessionStatus],
+        column: str,
+        before: datetime,
+        limit: int,
+        policies: Sequence[str] | None = None,
+    ) -> list[str]: ...
+
+    async def pack_entries(self, session_id: int, *, limit: int) -> int: ...
+
+    async def delete_entries(self, session_id: int, *, limit: int) -> int: ...
+
+    async def delete_session(self, session_id: int) -> None: ...
+
+    async def delete_orphans(self) -> dict[str, int]: ...
+
+    async def sessions_with_wrong_counters(self, *, limit: int) -> list[tuple[int, str, int, int]]: ...
+
+    async def fix_counters(self, session_id: int, *, entry_count: int, digest_json: str) -> None: ...
+
+    async def add_job_run(
+        self,
+        *,
+        job: str,
+        holder: str,
+        started_at: datetime,
+        duration_ms: int,
+        examined: int,
+        changed: int,
+        errors: int,
+        details: dict[str, Any],
+    ) -> None: ...
+
+    async def recent_job_runs(self, *, job: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without `commit()` rolls everything back."""
 
@@ -134,6 +178,7 @@ class UnitOfWork(Protocol):
     entries: EntryRepository
     handoffs: HandoffRepository
     events: EventRepository
+    maintenance: MaintenanceRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -11,11 +11,12 @@ from handoff.config import LifecycleSettings, LimitSettings
 from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import role_of
 from handoff.domain.models import LifecycleEvent, ParticipantRole, Session, SessionStatus
+from handoff.domain.retention import DEFAULT_POLICY, policy_named
 from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
 from handoff.errors import AlreadyExists, Forbidden, InvalidInput, InvalidState
 from handoff.services.paging import check_limit, decode_cursor, encode_cursor
 from handoff.services.ports import Clock, NoRetry, Retrier, UnitOfWorkFactory
-from handoff.services.transitions import expire_if_due, transition
+from handoff.services.transitions import expire_if_due, record_event, transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,14 @@ class SessionService:
         self._limits = limits
         self._lifecycle = lifecycle
 
-    async def register(self, session_key: str, source_agent: str, metadata: Any, ttl_seconds: int | None) -> Session:
+    async def register(
+        self,
+        session_key: str,
+        source_agent: str,
+        metadata: Any,
+        ttl_seconds: int | None,
+        retention_policy: str | None = None,
+    ) -> Session:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         agent = validate_agent(source_agent, field="source_agent", max_length=self._limits.max_key_length)
         meta = validate_metadata(metadata, max_bytes=self._limits.max_metadata_bytes)
@@ -55,6 +63,7 @@ class SessionService:
                 f"ttl_seconds must be between 1 and {self._lifecycle.max_ttl_seconds}, got {ttl}",
                 {"field": "ttl_seconds"},
             )
+        policy = policy_named(retention_policy or DEFAULT_POLICY).name
         now = self._clock.now()
         async with self._uow(write=True) as uow:
             existing = await uow.sessions.find(key)
@@ -71,6 +80,7 @@ class SessionService:
                 ttl_seconds=ttl,
                 now=now,
                 expires_at=now + timedelta(seconds=ttl),
+                retention_policy=policy,
             )
             await uow.sessions.set_participant(session, agent, ParticipantRole.OWNER, now=now)
             await uow.events.add(
@@ -136,6 +146,29 @@ class SessionService:
                     {"owner": session.owner_agent},
                 )
             await transition(uow, session, SessionStatus.COMPLETED, reason="completed by owner", actor=actor, now=now)
+            stored = await uow.sessions.get(key)
+            await uow.commit()
+        return stored
+
+    async def set_retention(self, session_key: str, policy_name: str, actor: str) -> Session:
+        """Change a session's retention policy (an administrative act, recorded as a lifecycle event)."""
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        policy = policy_named(policy_name).name
+        who = validate_agent(actor, field="actor", max_length=self._limits.max_key_length)
+        now = self._clock.now()
+        async with self._uow(write=True) as uow:
+            session = await uow.sessions.get(key, for_update=True)
+            previous = session.retention_policy
+            if previous != policy:
+                await uow.sessions.set_retention(session, policy, now=now)
+                await record_event(
+                    uow,
+                    session,
+                    reason=f"retention policy {previous} -> {policy}",
+                    actor=who,
+                    now=now,
+                    details={"from_policy": previous, "to_policy": policy},
+                )
             stored = await uow.sessions.get(key)
             await uow.commit()
         return stored

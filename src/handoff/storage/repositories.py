@@ -25,6 +25,7 @@ from handoff.domain.models import (
 )
 from handoff.errors import AlreadyExists, NotFound
 from handoff.storage.db import Db
+from handoff.storage.packing import unpack_content
 from handoff.storage.tables import (
     context_entries,
     handoffs,
@@ -81,6 +82,7 @@ class SqlSessionRepository:
         ttl_seconds: int,
         now: datetime,
         expires_at: datetime,
+        retention_policy: str = "standard",
     ) -> Session:
         try:
             result = await self._db.execute(
@@ -99,6 +101,8 @@ class SqlSessionRepository:
                     last_activity_at=now,
                     expires_at=expires_at,
                     digest="{}",
+                    retention_policy=retention_policy,
+                    status_changed_at=now,
                 )
                 .returning(sessions.c.id)
             )
@@ -192,9 +196,18 @@ class SqlSessionRepository:
 
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
         await self._db.execute(
-            sessions.update().where(sessions.c.id == session.id).values(status=status.value, updated_at=now)
+            sessions.update()
+            .where(sessions.c.id == session.id)
+            .values(status=status.value, updated_at=now, status_changed_at=now)
         )
         session.status = status
+        session.updated_at = session.status_changed_at = now
+
+    async def set_retention(self, session: Session, policy: str, *, now: datetime) -> None:
+        await self._db.execute(
+            sessions.update().where(sessions.c.id == session.id).values(retention_policy=policy, updated_at=now)
+        )
+        session.retention_policy = policy
         session.updated_at = now
 
     async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None:
@@ -418,6 +431,8 @@ def _session(row: Any) -> Session:
         entry_count=int(row["entry_count"]),
         content_bytes=int(row["content_bytes"]),
         digest=Digest.from_json(row["digest"]) if "digest" in row else None,
+        retention_policy=row["retention_policy"],
+        status_changed_at=utc(row["status_changed_at"]),
     )
 
 
@@ -426,7 +441,7 @@ def _entry(row: Any) -> ContextEntry:
         session_id=row["session_id"],
         sequence_number=int(row["sequence_number"]),
         context_type=ContextType(row["context_type"]),
-        content=row["content"],
+        content=unpack_content(row["content"], row["content_codec"], row["content_packed"]),
         metadata=dict(row["meta"] or {}),
         agent=row["agent"],
         created_at=utc(row["created_at"]),

@@ -51,9 +51,15 @@ sessions = sa.Table(
     # The running brief digest (a few KiB, bounded): rewritten by the append's counter UPDATE, so an
     # append costs one UPDATE here. Listing queries leave this column out.
     sa.Column("digest", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("retention_policy", sa.String(32), nullable=False, server_default="standard"),
+    # When the session reached its current status: the clock archive and purge deadlines run on.
+    sa.Column("status_changed_at", Timestamp, nullable=False),
     sa.CheckConstraint(_one_of("status", SESSION_STATUSES), name="status"),
     sa.CheckConstraint("entry_count >= 0", name="entry_count"),
     sa.Index("ix_sessions_status_id", "status", "id"),
+    sa.Index("ix_sessions_status_changed", "status", "status_changed_at"),
+    sa.Index("ix_sessions_status_activity", "status", "last_activity_at"),
+    sa.Index("ix_sessions_status_expires", "status", "expires_at"),
     sa.Index("ix_sessions_owner_agent", "owner_agent"),
 )
 
@@ -82,6 +88,9 @@ context_entries = sa.Table(
     sa.Column("idempotency_key", sa.String(200), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
+    # Archived sessions keep content zlib-compressed here (content is then ''); see storage/packing.py.
+    sa.Column("content_codec", sa.String(8), nullable=False, server_default="plain"),
+    sa.Column("content_packed", sa.LargeBinary, nullable=True),
     sa.UniqueConstraint("session_id", "sequence_number", name="uq_context_entries_session_sequence"),
     sa.UniqueConstraint("session_id", "idempotency_key", name="uq_context_entries_session_idempotency"),
     sa.CheckConstraint(_one_of("context_type", CONTEXT_TYPES), name="context_type"),
@@ -134,4 +143,20 @@ job_leases = sa.Table(
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("acquired_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+# One row per background job run: what it examined, changed, failed on, and how long it took.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(40), nullable=False),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("examined", sa.Integer, nullable=False),
+    sa.Column("changed", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("details", Json, nullable=False),
+    sa.Index("ix_job_runs_job_id", "job", "id"),
 )

@@ -20,12 +20,14 @@ from handoff.services.ports import (
     EntryRepository,
     EventRepository,
     HandoffRepository,
+    MaintenanceRepository,
     SessionRepository,
     UnitOfWork,
     UnitOfWorkFactory,
 )
 from handoff.storage.db import AsyncDb, Db, InlineSqliteDb
 from handoff.storage.engine import WRITE_OPTION
+from handoff.storage.maintenance import SqlMaintenanceRepository
 from handoff.storage.repositories import (
     SqlEntryRepository,
     SqlEventRepository,
@@ -41,12 +43,14 @@ class _Repositories:
     entries: EntryRepository
     handoffs: HandoffRepository
     events: EventRepository
+    maintenance: MaintenanceRepository
 
     def _bind(self, db: Db) -> None:
         self.sessions = SqlSessionRepository(db)
         self.entries = SqlEntryRepository(db)
         self.handoffs = SqlHandoffRepository(db)
         self.events = SqlEventRepository(db)
+        self.maintenance = SqlMaintenanceRepository(db)
 
 
 def _translate(exc: BaseException | None) -> None:
@@ -217,6 +221,7 @@ class GuardedUnitOfWork(_Repositories):
         self.entries = self._inner.entries
         self.handoffs = self._inner.handoffs
         self.events = self._inner.events
+        self.maintenance = self._inner.maintenance
         return self
 
     async def commit(self) -> None:

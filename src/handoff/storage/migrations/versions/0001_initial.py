@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("last_activity_at", Ts, nullable=False),
         sa.Column("expires_at", Ts, nullable=False),
         sa.Column("digest", sa.Text, nullable=False, server_default="{}"),
+        sa.Column("retention_policy", sa.String(32), nullable=False, server_default="standard"),
+        sa.Column("status_changed_at", Ts, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
         sa.UniqueConstraint("session_key", name="uq_sessions_session_key"),
         sa.CheckConstraint(
@@ -50,6 +52,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_sessions_status_id", "sessions", ["status", "id"])
     op.create_index("ix_sessions_owner_agent", "sessions", ["owner_agent"])
+    op.create_index("ix_sessions_status_changed", "sessions", ["status", "status_changed_at"])
+    op.create_index("ix_sessions_status_activity", "sessions", ["status", "last_activity_at"])
+    op.create_index("ix_sessions_status_expires", "sessions", ["status", "expires_at"])
 
     op.create_table(
         "session_participants",
@@ -84,6 +89,8 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(200), nullable=True),
         sa.Column("created_at", Ts, nullable=False),
         sa.Column("content", sa.Text, nullable=False),
+        sa.Column("content_codec", sa.String(8), nullable=False, server_default="plain"),
+        sa.Column("content_packed", sa.LargeBinary, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_context_entries"),
         sa.ForeignKeyConstraint(
             ["session_id"], ["sessions.id"], ondelete="CASCADE", name="fk_context_entries_session_id_sessions"
@@ -159,10 +166,25 @@ def upgrade() -> None:
         sa.Column("expires_at", Ts, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_job_leases"),
     )
+    op.create_table(
+        "job_runs",
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column("job", sa.String(40), nullable=False),
+        sa.Column("holder", sa.String(200), nullable=False),
+        sa.Column("started_at", Ts, nullable=False),
+        sa.Column("duration_ms", sa.Integer, nullable=False),
+        sa.Column("examined", sa.Integer, nullable=False),
+        sa.Column("changed", sa.Integer, nullable=False),
+        sa.Column("errors", sa.Integer, nullable=False),
+        sa.Column("details", Json, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_job_runs"),
+    )
+    op.create_index("ix_job_runs_job_id", "job_runs", ["job", "id"])
 
 
 def downgrade() -> None:
     for table in (
+        "job_runs",
         "job_leases",
         "lifecycle_events",
         "handoffs",

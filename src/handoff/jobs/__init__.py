@@ -1,0 +1,1 @@
+"""Background jobs, run inside the server's task group (no extra process)."""
