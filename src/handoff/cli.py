@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--check", action="store_true", help="Only report; exit 1 when not current.")
     migrate.set_defaults(run=_migrate)
 
+    doctor = commands.add_parser("doctor", help="Check the database, schema and cache like /readyz does.")
+    doctor.add_argument("--json", action="store_true", help="Print the readiness report as JSON.")
+    doctor.set_defaults(run=_doctor)
+
     jobs = commands.add_parser("jobs", help="Lifecycle jobs: run one now, or show recent runs.")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     run = jobs_sub.add_parser("run", help="Run a job once (waits for no interval; skips if another replica runs it).")
@@ -347,3 +351,37 @@ async def _run_jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
             r["holder"],
         )
     Console().print(table)
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_doctor, settings, args.json)
+
+
+async def _run_doctor(settings: Settings, as_json: bool) -> None:
+    settings.db.auto_migrate = False  # report, never change anything
+    container = Container.build(settings)
+    try:
+        report = await container.health.check_ready()
+    finally:
+        await container.close()
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        table = Table(title=f"handoff doctor: {'ready' if report['ready'] else 'NOT READY'}")
+        for column in ("check", "backend", "ok", "latency ms", "detail"):
+            table.add_column(column)
+        for check in report["checks"]:
+            detail = check.get("error") or json.dumps(check.get("schema") or {"hit_ratio": check.get("hit_ratio")})
+            table.add_row(
+                check["name"],
+                str(check.get("backend", "")),
+                "yes" if check["ok"] else "NO",
+                str(check.get("latency_ms", "")),
+                escape(str(detail)),
+            )
+        Console().print(table)
+    if not report["ready"]:
+        sys.exit(1)
