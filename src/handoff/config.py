@@ -22,7 +22,7 @@ class DatabaseSettings(BaseModel):
     )
     auto_migrate: bool = Field(default=True, description="Upgrade the schema at server start.")
     busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite: how long a writer waits for the lock.")
-    pool_size: int = Field(default=5, ge=1)
+    pool_size: int = Field(default=20, ge=1, description="Connections kept open (overflow ones are closed).")
     max_overflow: int = Field(default=10, ge=0)
     pool_timeout_seconds: float = Field(default=5.0, gt=0, description="Wait for a free pooled connection.")
     pool_recycle_seconds: int = Field(default=1800, ge=-1)

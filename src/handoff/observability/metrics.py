@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -58,6 +58,7 @@ ReadinessCheck = Callable[[], Awaitable[Mapping[str, Any]]]
 """`HealthService.check_ready`: `{"ready": bool, "checks": [{"name", "ok", "latency_ms", ...}]}`."""
 
 
+@runtime_checkable
 class Pool(Protocol):
     """What we read from a SQLAlchemy `QueuePool` (`engine.pool`, `async_engine.pool`)."""
 
@@ -68,6 +69,22 @@ class Pool(Protocol):
     def checkedout(self) -> int: ...
 
     def overflow(self) -> int: ...
+
+
+class JobReportLike(Protocol):
+    """What `observe_job` reads from a lifecycle job's report (services/lifecycle.py JobReport)."""
+
+    @property
+    def examined(self) -> int: ...
+
+    @property
+    def changed(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def duration_ms(self) -> int: ...
 
 
 class BreakerLike(Protocol):
@@ -226,15 +243,28 @@ class Metrics:
         if ok:
             self.job_last_success.labels(name).set(now)
 
+    def observe_job(self, report: JobReportLike | None, job: str, ok: bool) -> None:
+        """`JobRunner`'s observer: a finished run (with its report) or a run that failed before reporting."""
+        if report is not None:
+            seconds = report.duration_ms / 1000
+            self.record_job_run(job, report.examined, report.changed, report.errors, seconds, ok)
+            return
+        self.job_runs.labels(job, "ok" if ok else "failed").inc()
+        self.job_last_run.labels(job).set(self._wall_clock())
+
     def record_job_skipped(self, name: str) -> None:
         """The job was due but another runner (replica) held its lock."""
         self.job_runs.labels(name, "skipped").inc()
 
     # -- scrape-time sources -------------------------------------------------------------------
 
-    def watch_pool(self, name: str, pool: Pool, *, capacity: int | None = None) -> None:
-        """Report a connection pool's use; `capacity` = pool_size + max_overflow (None: unbounded)."""
-        self._state.pools[name] = (pool, capacity)
+    def watch_pool(self, name: str, pool: object, *, capacity: int | None = None) -> None:
+        """Report a connection pool's use; `capacity` = pool_size + max_overflow (None: unbounded).
+
+        Pools without counters (NullPool, StaticPool) are accepted and left out of the scrape.
+        """
+        if isinstance(pool, Pool):
+            self._state.pools[name] = (pool, capacity)
 
     def watch_cache(self, cache: Cache) -> None:
         """Report `cache.stats()` (and its circuit breaker state, when the backend has one)."""

@@ -92,27 +92,43 @@ def configure_tracing(
     sample_ratio: float = 1.0,
     headers: Mapping[str, str] | None = None,
     export_timeout_seconds: float = 10.0,
-    resource_attributes: Mapping[str, str] | None = None,
 ) -> Tracing | None:
-    """Export spans over OTLP/HTTP (protobuf) to `otlp_endpoint`; None and nothing installed when unset.
-
-    `otlp_endpoint` is the full traces URL, e.g. `http://collector:4318/v1/traces`. Sampling follows
-    the caller's decision when a trace context arrives, else keeps `sample_ratio` of new traces.
-    """
+    """Export spans over OTLP/HTTP to `otlp_endpoint` from now on; None (and nothing installed) when unset."""
     if not otlp_endpoint:
         return None
+    provider = build_otlp_provider(
+        otlp_endpoint=otlp_endpoint,
+        service_name=service_name,
+        sample_ratio=sample_ratio,
+        headers=headers,
+        export_timeout_seconds=export_timeout_seconds,
+    )
+    log.info("tracing enabled", otlp_endpoint=otlp_endpoint, sample_ratio=sample_ratio)
+    return enable_tracing(provider)
+
+
+def build_otlp_provider(
+    *,
+    otlp_endpoint: str,
+    service_name: str = "handoff",
+    sample_ratio: float = 1.0,
+    headers: Mapping[str, str] | None = None,
+    export_timeout_seconds: float = 10.0,
+) -> TracerProvider:
+    """A provider batching spans to `otlp_endpoint` (the full traces URL, e.g. `http://collector:4318/v1/traces`).
+
+    Sampling follows the caller's decision when a trace context arrives with the request, and keeps
+    `sample_ratio` of the traces that start here.
+    """
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    attributes: dict[str, Any] = {"service.name": service_name, "service.version": handoff.__version__}
-    attributes.update(resource_attributes or {})
     provider = TracerProvider(
-        resource=Resource.create(attributes),
+        resource=Resource.create({"service.name": service_name, "service.version": handoff.__version__}),
         sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
     )
     exporter = OTLPSpanExporter(endpoint=otlp_endpoint, headers=dict(headers or {}), timeout=export_timeout_seconds)
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    log.info("tracing enabled", otlp_endpoint=otlp_endpoint, sample_ratio=sample_ratio)
-    return enable_tracing(provider)
+    return provider
 
 
 def parse_headers(raw: str | None) -> dict[str, str]:
@@ -140,6 +156,16 @@ def client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
         except BaseException as exc:
             mark_error(span, type(exc).__qualname__)
             raise
+
+
+@contextlib.contextmanager
+def job_span(job: str) -> Iterator[None]:
+    """A root span around one lifecycle job run, so its units of work nest under it (no-op when off)."""
+    if not _state.active:
+        yield
+        return
+    with tracer.start_as_current_span(f"job {job}", attributes={"handoff.job": job}):
+        yield
 
 
 def mark_error(span: Span, error_type: str) -> None:

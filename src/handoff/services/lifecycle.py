@@ -256,15 +256,19 @@ class LifecycleService:
 
     async def _pack(self, key: str) -> None:
         """Compress a finished session's entries, a chunk per transaction (reads unpack either form)."""
+        after = 0
         while True:
             async with self._uow(write=True) as uow:
                 session = await uow.sessions.find(key, with_participants=False)
                 if session is None or session.status not in (SessionStatus.COMPLETED, SessionStatus.EXPIRED):
                     return
-                packed = await uow.maintenance.pack_entries(session.id, limit=self._settings.chunk_rows)
+                reached = await uow.maintenance.pack_entries(
+                    session.id, after_sequence=after, limit=self._settings.chunk_rows
+                )
                 await uow.commit()
-            if packed < self._settings.chunk_rows:
+            if reached == after:
                 return
+            after = reached
 
     async def _purge_one(self, key: str, cutoff: datetime) -> bool:
         while True:

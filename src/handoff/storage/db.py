@@ -25,6 +25,9 @@ Params = Mapping[str, Any] | None
 
 
 class Db(Protocol):
+    @property
+    def dialect(self) -> str: ...
+
     async def execute(self, statement: Executable, params: Params = None) -> CursorResult[Any]:
         """Run a small statement; the result is ready to read."""
 
@@ -35,6 +38,10 @@ class Db(Protocol):
 class AsyncDb:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+
+    @property
+    def dialect(self) -> str:
+        return self._conn.dialect.name
 
     async def execute(self, statement: Executable, params: Params = None) -> CursorResult[Any]:
         _check_in_transaction(self._conn.in_transaction())
@@ -47,6 +54,10 @@ class AsyncDb:
 class InlineSqliteDb:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite"
 
     async def execute(self, statement: Executable, params: Params = None) -> CursorResult[Any]:
         _check_in_transaction(self._conn.in_transaction())

@@ -56,12 +56,20 @@ class SqlMaintenanceRepository:
             query = query.where(sessions.c.retention_policy.in_(list(policies)))
         return [row[0] for row in await self._db.execute(query)]
 
-    async def pack_entries(self, session_id: int, *, limit: int) -> int:
-        """Compress up to `limit` plain entries of a session; return how many were packed."""
+    async def pack_entries(self, session_id: int, *, after_sequence: int, limit: int) -> int:
+        """Compress the next `limit` entries after `after_sequence`; return the last sequence looked at.
+
+        Walks the (session_id, sequence_number) index forward, so each chunk reads only its own rows.
+        Returns `after_sequence` unchanged when there is nothing left.
+        """
         rows = await self._db.fetch_mappings(
-            sa.select(context_entries.c.id, context_entries.c.content)
-            .where(context_entries.c.session_id == session_id, context_entries.c.content_codec == PLAIN)
-            .order_by(context_entries.c.id)
+            sa.select(context_entries.c.id, context_entries.c.sequence_number, context_entries.c.content)
+            .where(
+                context_entries.c.session_id == session_id,
+                context_entries.c.sequence_number > after_sequence,
+                context_entries.c.content_codec == PLAIN,
+            )
+            .order_by(context_entries.c.sequence_number)
             .limit(limit)
         )
         for row in rows:
@@ -70,7 +78,7 @@ class SqlMaintenanceRepository:
                 .where(context_entries.c.id == row["id"])
                 .values(content="", content_codec=ZLIB, content_packed=pack_content(row["content"]))
             )
-        return len(rows)
+        return int(rows[-1]["sequence_number"]) if rows else after_sequence
 
     async def delete_entries(self, session_id: int, *, limit: int) -> int:
         ids = sa.select(context_entries.c.id).where(context_entries.c.session_id == session_id).limit(limit)
@@ -85,8 +93,14 @@ class SqlMaintenanceRepository:
 
     # -- repair ----------------------------------------------------------------------------------
     async def delete_orphans(self) -> dict[str, int]:
-        """Rows whose session no longer exists (possible only if foreign keys were not enforced)."""
+        """Rows whose session no longer exists (possible only if foreign keys were not enforced).
+
+        PostgreSQL always enforces our foreign keys, so there is nothing to find and the full scans
+        are skipped; a SQLite file may have been written by a tool that left them off.
+        """
         removed: dict[str, int] = {}
+        if self._db.dialect != "sqlite":
+            return removed
         live = sa.select(sessions.c.id)
         for name, table in (
             ("entries", context_entries),

@@ -49,12 +49,11 @@ def upgrade() -> None:
             name="ck_sessions_status",
         ),
         sa.CheckConstraint("entry_count >= 0", name="ck_sessions_entry_count"),
+        postgresql_with={"fillfactor": 70},
     )
     op.create_index("ix_sessions_status_id", "sessions", ["status", "id"])
     op.create_index("ix_sessions_owner_agent", "sessions", ["owner_agent"])
     op.create_index("ix_sessions_status_changed", "sessions", ["status", "status_changed_at"])
-    op.create_index("ix_sessions_status_activity", "sessions", ["status", "last_activity_at"])
-    op.create_index("ix_sessions_status_expires", "sessions", ["status", "expires_at"])
 
     op.create_table(
         "session_participants",
