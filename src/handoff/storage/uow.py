@@ -36,6 +36,19 @@ from handoff.storage.repositories import (
 )
 
 _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
+# SQLSTATE classes that mean "the database cannot serve right now": connection exceptions,
+# insufficient resources, operator intervention (shutting down, starting up, cancelled by a
+# statement timeout), system errors. asyncpg raises some of them as plain DBAPIError.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
+
+
+def _is_driver_failure(exc: BaseException | None) -> bool:
+    if isinstance(exc, _DRIVER_FAILURES):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return False
 
 
 class _Repositories:
@@ -61,7 +74,7 @@ def _translate(exc: BaseException | None) -> None:
         ) from exc
     if isinstance(exc, sa_exc.IntegrityError):
         raise Conflict("the write conflicted with a concurrent change; retry it") from exc
-    if isinstance(exc, _DRIVER_FAILURES) or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated):
+    if _is_driver_failure(exc):
         raise DatabaseUnavailable("the database is busy or unavailable; try again shortly") from exc
 
 
@@ -78,7 +91,7 @@ class AsyncUnitOfWork(_Repositories):
         except sa_exc.TimeoutError as exc:
             _translate(exc)
             raise
-        except (*_DRIVER_FAILURES, OSError, TimeoutError) as exc:
+        except (sa_exc.DBAPIError, OSError, TimeoutError) as exc:  # any failure to connect
             raise DatabaseUnavailable("the database is unavailable; try again shortly") from exc
         try:
             if self._write:
