@@ -72,6 +72,7 @@ class FakeSessionRepository:
         ttl_seconds: int,
         now: datetime,
         expires_at: datetime,
+        retention_policy: str = "standard",
     ) -> Session:
         if any(s.session_key == session_key for s in self._state.sessions.values()):
             raise AlreadyExists(f"session '{session_key}' already exists")
@@ -92,6 +93,8 @@ class FakeSessionRepository:
             entry_count=0,
             content_bytes=0,
             participants=[],
+            retention_policy=retention_policy,
+            status_changed_at=now,
         )
         self._state.digests[session_id] = "{}"
         self._state.entries[session_id] = []
@@ -161,6 +164,12 @@ class FakeSessionRepository:
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
         stored = self._state.sessions[session.id]
         stored.status = session.status = status
+        stored.updated_at = session.updated_at = now
+        stored.status_changed_at = session.status_changed_at = now
+
+    async def set_retention(self, session: Session, policy: str, *, now: datetime) -> None:
+        stored = self._state.sessions[session.id]
+        stored.retention_policy = session.retention_policy = policy
         stored.updated_at = session.updated_at = now
 
     async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None:
