@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp.client.stdio import StdioServerParameters
@@ -20,9 +20,27 @@ HANDOFF = str(Path(sys.executable).with_name("handoff"))
 _URL = re.compile(r"serving MCP at (http://\S+/mcp)")
 
 
-def server_env(database_url: str, **extra: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class ServerDatabase:
+    """The database a `handoff serve` subprocess uses: its URL plus the env that goes with it.
+
+    On PostgreSQL `env` names the private schema of the test (`HANDOFF_DB__SCHEMA_NAME`); on SQLite
+    it is empty and `sqlite_path` is the file.
+    """
+
+    backend: str
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+    sqlite_path: Path | None = None
+
+
+def server_env(database: str | ServerDatabase, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
-    env["HANDOFF_DATABASE_URL"] = database_url
+    if isinstance(database, ServerDatabase):
+        env["HANDOFF_DATABASE_URL"] = database.url
+        env.update(database.env)
+    else:
+        env["HANDOFF_DATABASE_URL"] = database
     env["HANDOFF_LOG_LEVEL"] = "WARNING"
     env.update(extra)
     return env
@@ -45,7 +63,9 @@ class RunningServer:
 
 
 @contextmanager
-def http_server(database_url: str, *, timeout: float = 30.0, **extra_env: str) -> Iterator[RunningServer]:
+def http_server(
+    database_url: str | ServerDatabase, *, timeout: float = 30.0, **extra_env: str
+) -> Iterator[RunningServer]:
     """Run `handoff serve --transport http --port 0` and yield once it prints its URL."""
     process = subprocess.Popen(
         [HANDOFF, "serve", "--transport", "http", "--host", "127.0.0.1", "--port", "0"],
@@ -92,7 +112,7 @@ def http_server(database_url: str, *, timeout: float = 30.0, **extra_env: str) -
                 stream.close()
 
 
-def stdio_params(database_url: str, **extra_env: str) -> StdioServerParameters:
+def stdio_params(database_url: str | ServerDatabase, **extra_env: str) -> StdioServerParameters:
     """What a desktop client's config says: command + args (+ env)."""
     return StdioServerParameters(
         command=HANDOFF, args=["serve", "--transport", "stdio"], env=server_env(database_url, **extra_env)

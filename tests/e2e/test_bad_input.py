@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,7 +19,7 @@ from handoff.config import LimitSettings, Settings
 from handoff.container import Container
 from handoff.mcp.server import build_server
 from tests.conftest import structured, tool_error
-from tests.e2e.servers import http_server
+from tests.e2e.servers import ServerDatabase, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -63,12 +62,9 @@ def cursor_of(raw: str) -> str:
 
 
 @pytest.fixture
-async def small_client(tmp_path: Path) -> AsyncIterator[Client]:
+async def small_client(settings: Settings) -> AsyncIterator[Client]:
     """A server whose content limit is 1 KiB, so the size boundary is cheap to probe."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'small.db'}",  # type: ignore[arg-type]
-        limits=LimitSettings(max_content_bytes=1024),
-    )
+    settings.limits = LimitSettings(max_content_bytes=1024)
     async with Container.build(settings) as container, Client(build_server(container)) as connected:
         yield connected
 
@@ -156,8 +152,8 @@ async def test_content_over_the_size_limit_is_refused_naming_size_and_limit(smal
     assert at_limit["entry"]["content_bytes"] == 1024
 
 
-async def test_content_one_byte_over_8_mib_is_refused_over_http(tmp_path: Path) -> None:
-    with http_server(f"sqlite:///{tmp_path / 'h.db'}") as server:
+async def test_content_one_byte_over_8_mib_is_refused_over_http(server_db: ServerDatabase) -> None:
+    with http_server(server_db) as server:
         with anyio.fail_after(120):
             async with Client(server.url) as client:
                 before = await seed(client)
@@ -287,10 +283,12 @@ class RawMcp:
         return result
 
 
-async def test_lone_surrogates_in_raw_json_are_refused_and_the_http_session_keeps_serving(tmp_path: Path) -> None:
+async def test_lone_surrogates_in_raw_json_are_refused_and_the_http_session_keeps_serving(
+    server_db: ServerDatabase,
+) -> None:
     # The SDK client cannot even encode such a string (UnicodeEncodeError), so the body is written by hand.
     escaped = [r"a\ud800b", r"\udc00", r"x\ud800\u0041", r"\ud83d", r"\ude00\ud83d"]
-    with http_server(f"sqlite:///{tmp_path / 'h.db'}") as server:
+    with http_server(server_db) as server:
         with anyio.fail_after(30):
             async with httpx.AsyncClient() as http:
                 raw = RawMcp(http, server.url)
@@ -495,8 +493,8 @@ async def test_writes_to_a_completed_session_are_refused_naming_the_state(client
     assert [e["content"] for e in after["page"]["entries"]] == ["fix the login bug", "def login(): ...", "pytest -x"]
 
 
-async def test_http_connection_keeps_serving_after_a_run_of_errors(tmp_path: Path) -> None:
-    with http_server(f"sqlite:///{tmp_path / 'h.db'}") as server:
+async def test_http_connection_keeps_serving_after_a_run_of_errors(server_db: ServerDatabase) -> None:
+    with http_server(server_db) as server:
         with anyio.fail_after(60):
             async with Client(server.url) as client:
                 before = await seed(client)

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import json
 import queue
+import sqlite3
 import subprocess
 import threading
 import time
-from pathlib import Path
 
+import anyio
 import pytest
 
-from tests.e2e.servers import HANDOFF, server_env
+from tests.e2e.servers import HANDOFF, ServerDatabase, server_env
 
 
-def _run(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(db: ServerDatabase, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([HANDOFF, *args], capture_output=True, text=True, env=server_env(db), timeout=60, check=False)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+def db(server_db: ServerDatabase) -> ServerDatabase:
+    """A fresh database on each backend (tests about the stdio stream alone narrow it to SQLite)."""
+    return server_db
 
 
-def test_migrate_creates_the_schema_and_check_reports_it(db: str) -> None:
+def test_migrate_creates_the_schema_and_check_reports_it(db: ServerDatabase) -> None:
     check = _run(db, "migrate", "--check")
     assert check.returncode == 1
     assert "schema empty" in check.stdout
@@ -35,8 +37,8 @@ def test_migrate_creates_the_schema_and_check_reports_it(db: str) -> None:
     assert _run(db, "migrate", "--check").returncode == 0
 
 
-def _stdio_exchange(db: str, messages: list[dict[str, object]]) -> tuple[list[str], str]:
-    """Talk raw JSON-RPC to `handoff serve --transport stdio`; close stdin once every request is answered."""
+def _stdio_exchange(db: ServerDatabase, messages: list[dict[str, object]]) -> tuple[list[str], str]:
+    """Talk raw JSON-RPC to `handoff serve --transport stdio`, one request at a time; close stdin at the end."""
     proc = subprocess.Popen(
         [HANDOFF, "serve", "--transport", "stdio"],
         stdin=subprocess.PIPE,
@@ -53,16 +55,15 @@ def _stdio_exchange(db: str, messages: list[dict[str, object]]) -> tuple[list[st
     # Drain stderr concurrently: at DEBUG the server logs a lot, and a full pipe would block it.
     err_reader = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
     err_reader.start()
-    pending = {m["id"] for m in messages if "id" in m}
     received: list[str] = []
+    deadline = time.monotonic() + 60
     for message in messages:
         proc.stdin.write(json.dumps(message) + "\n")
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while pending:
-        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        received.append(line.rstrip("\n"))
-        pending.discard(json.loads(line).get("id"))
+        proc.stdin.flush()
+        # One request at a time: the server may answer pipelined requests in any order (and does,
+        # on PostgreSQL), so a call that depends on the previous one waits for its reply.
+        while "id" in message and message["id"] not in {json.loads(line).get("id") for line in received}:
+            received.append(lines.get(timeout=max(0.1, deadline - time.monotonic())).rstrip("\n"))
     proc.stdin.close()
     proc.wait(timeout=60)
     reader.join(timeout=10)
@@ -76,7 +77,9 @@ def _stdio_exchange(db: str, messages: list[dict[str, object]]) -> tuple[list[st
     return received, stderr
 
 
-def test_stdio_stdout_carries_only_json_rpc_even_at_debug_level(db: str) -> None:
+# SQLite only: what reaches stdout and stderr does not depend on the storage backend.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_stdio_stdout_carries_only_json_rpc_even_at_debug_level(db: ServerDatabase) -> None:
     init = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -109,7 +112,7 @@ def test_stdio_stdout_carries_only_json_rpc_even_at_debug_level(db: str) -> None
     assert all(len(r["correlation_id"]) == 16 for r in requests)
 
 
-def test_sessions_list_and_show_print_what_is_stored(db: str) -> None:
+def test_sessions_list_and_show_print_what_is_stored(db: ServerDatabase) -> None:
     init = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -120,7 +123,7 @@ def test_sessions_list_and_show_print_what_is_stored(db: str) -> None:
     def call(i: int, name: str, arguments: dict[str, object]) -> dict[str, object]:
         return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
 
-    _stdio_exchange(
+    replies, _ = _stdio_exchange(
         db,
         [
             init,
@@ -129,6 +132,7 @@ def test_sessions_list_and_show_print_what_is_stored(db: str) -> None:
             call(3, "update_context", {"session_key": "cli-show", "context_type": "message", "content": "hello there"}),
         ],
     )
+    assert [json.loads(line)["result"].get("isError", False) for line in replies[1:]] == [False, False], replies
     listed = _run(db, "sessions", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [s["session_key"] for s in json.loads(listed.stdout)] == ["cli-show"]
@@ -143,13 +147,29 @@ def test_sessions_list_and_show_print_what_is_stored(db: str) -> None:
     assert "not_found" in missing.stderr and "nope" in missing.stderr
 
 
-def test_migrate_check_reports_a_schema_changed_by_hand(db: str, tmp_path: Path) -> None:
+def test_migrate_check_reports_a_schema_changed_by_hand(db: ServerDatabase) -> None:
     assert _run(db, "migrate").returncode == 0
     assert "no drift" in _run(db, "migrate", "--check").stdout
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "cli.db") as conn:
-        conn.execute("DROP INDEX ix_handoffs_target_status")
+    drop_index_by_hand(db, "ix_handoffs_target_status")
     check = _run(db, "migrate", "--check")
     assert check.returncode == 1
     assert "ix_handoffs_target_status" in check.stdout and "drift" in check.stdout
+
+
+def drop_index_by_hand(db: ServerDatabase, index: str) -> None:
+    """What an operator with a SQL shell might do, behind the migrations' back."""
+    if db.sqlite_path is not None:
+        with sqlite3.connect(db.sqlite_path) as conn:
+            conn.execute(f"DROP INDEX {index}")
+        return
+
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(db.url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(f'DROP INDEX "{db.env["HANDOFF_DB__SCHEMA_NAME"]}"."{index}"')
+        finally:
+            await conn.close()
+
+    anyio.run(drop)

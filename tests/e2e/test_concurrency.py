@@ -1,7 +1,8 @@
 """Many clients on one session at once, over real loopback HTTP to a real `handoff serve` subprocess.
 
-Correctness must come from the database (BEGIN IMMEDIATE, the counter on the session row, the unique
-constraints), so these tests open separate connections and fire their calls concurrently.
+Correctness must come from the database (BEGIN IMMEDIATE on SQLite, the row lock on PostgreSQL, the
+counter on the session row, the unique constraints), so these tests open separate connections and fire
+their calls concurrently, on both backends.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +17,7 @@ import pytest
 from mcp.client import Client
 
 from tests.conftest import structured, tool_error
-from tests.e2e.servers import http_server
+from tests.e2e.servers import ServerDatabase, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -47,8 +47,10 @@ async def read_all_entries(client: Client, session_key: str) -> list[dict[str, A
             return entries
 
 
-async def test_sixteen_clients_appending_at_once_get_gap_free_unique_sequence_numbers(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+async def test_sixteen_clients_appending_at_once_get_gap_free_unique_sequence_numbers(
+    server_db: ServerDatabase,
+) -> None:
+    db = server_db
     receipts: dict[int, list[tuple[str, dict[str, Any]]]] = {i: [] for i in range(CLIENTS)}
 
     async def append_many(client: Client, index: int) -> None:
@@ -117,8 +119,8 @@ async def test_sixteen_clients_appending_at_once_get_gap_free_unique_sequence_nu
     )
 
 
-async def test_idempotent_retries_land_once_sequentially_and_concurrently(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+async def test_idempotent_retries_land_once_sequentially_and_concurrently(server_db: ServerDatabase) -> None:
+    db = server_db
     append = {"session_key": "idem", "context_type": "message", "content": "run the migrations"}
     with http_server(db) as server:
         with anyio.fail_after(60):
@@ -170,8 +172,8 @@ async def test_idempotent_retries_land_once_sequentially_and_concurrently(tmp_pa
     assert session["entry_count"] == 2
 
 
-async def test_concurrent_register_of_one_key_lets_exactly_one_client_win(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+async def test_concurrent_register_of_one_key_lets_exactly_one_client_win(server_db: ServerDatabase) -> None:
+    db = server_db
     outcomes: dict[int, Any] = {}
 
     async def register(client: Client, index: int) -> None:

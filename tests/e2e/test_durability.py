@@ -1,11 +1,10 @@
-"""Crash safety: SIGKILL the HTTP server in the middle of an append loop, restart it on the same file."""
+"""Crash safety: SIGKILL the HTTP server in the middle of an append loop, restart it on the same database."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,7 +13,7 @@ import pytest
 from mcp.client import Client
 
 from tests.conftest import structured
-from tests.e2e.servers import http_server
+from tests.e2e.servers import ServerDatabase, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -61,8 +60,8 @@ async def read_all_entries(client: Client, session_key: str) -> list[dict[str, A
             return entries
 
 
-async def test_every_acknowledged_append_survives_kill_9_mid_loop(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+async def test_every_acknowledged_append_survives_kill_9_mid_loop(server_db: ServerDatabase) -> None:
+    db = server_db
     acknowledged: list[Receipt] = []
     in_flight: list[tuple[str, str]] = []  # what was sent but not (yet) acknowledged
     enough = anyio.Event()

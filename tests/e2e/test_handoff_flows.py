@@ -2,16 +2,18 @@
 
 Agent A and agent B are separate client connections: the SDK's in-memory client, a real
 `handoff serve --transport stdio` subprocess, a real HTTP server — and A over HTTP with B over stdio
-on the same SQLite file. Subprocess variants run all three handoff types per server start.
+on the same database. Subprocess variants run all three handoff types per server start.
+
+Every flow runs on SQLite and on PostgreSQL; the transport matrix is SQLite-only except for the mixed
+HTTP+stdio pair, since the transports do not depend on the backend.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,11 +22,10 @@ from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from handoff.config import Settings
 from handoff.container import Container
 from handoff.mcp.server import build_server
-from tests.conftest import structured, tool_error
-from tests.e2e.servers import http_server, stdio_params
+from tests.conftest import BACKENDS, require_backend, server_database, settings_for, structured, tool_error
+from tests.e2e.servers import ServerDatabase, http_server, stdio_params
 
 pytestmark = pytest.mark.anyio
 
@@ -41,10 +42,6 @@ def anyio_backend() -> str:
 
 
 # --------------------------------------------------------------------------------- helpers ---
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +113,10 @@ async def memory_pair(container: Container) -> AsyncIterator[tuple[Client, Clien
 
 
 @asynccontextmanager
-async def subprocess_pair(db: str, a_transport: str, b_transport: str) -> AsyncIterator[tuple[Client, Client]]:
-    """A and B as two connections to real `handoff serve` subprocesses sharing one SQLite file."""
+async def subprocess_pair(
+    db: ServerDatabase, a_transport: str, b_transport: str
+) -> AsyncIterator[tuple[Client, Client]]:
+    """A and B as two connections to real `handoff serve` subprocesses sharing one database."""
     async with AsyncExitStack() as stack:
         server = None
         if "http" in (a_transport, b_transport):
@@ -323,12 +322,18 @@ async def test_handoff_flow_in_memory(container: Container, handoff_type: str) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("a_transport", "b_transport"),
-    [("stdio", "stdio"), ("http", "http"), ("http", "stdio")],
-    ids=["stdio", "http", "a_http-b_stdio"],
+    ("backend", "a_transport", "b_transport"),
+    [
+        ("sqlite", "stdio", "stdio"),
+        ("sqlite", "http", "http"),
+        ("sqlite", "http", "stdio"),
+        ("postgres", "http", "stdio"),
+    ],
+    ids=["sqlite-stdio", "sqlite-http", "sqlite-a_http-b_stdio", "postgres-a_http-b_stdio"],
+    indirect=["backend"],
 )
-async def test_handoff_flow_over_real_transports(tmp_path: Path, a_transport: str, b_transport: str) -> None:
-    db = sqlite_url(tmp_path / "handoff.db")
+async def test_handoff_flow_over_real_transports(server_db: ServerDatabase, a_transport: str, b_transport: str) -> None:
+    db = server_db
     with anyio.fail_after(120):
         async with subprocess_pair(db, a_transport, b_transport) as (a, b):
             for handoff_type in HANDOFF_TYPES:
@@ -362,8 +367,8 @@ async def snapshot(client: Client, key: str, handoff_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-async def test_restart_keeps_everything_acknowledged(tmp_path: Path) -> None:
-    db = sqlite_url(tmp_path / "handoff.db")
+async def test_restart_keeps_everything_acknowledged(server_db: ServerDatabase) -> None:
+    db = server_db
     key = "survives-restart"
     receipts: list[dict[str, Any]] = []
     with http_server(db) as first:
@@ -415,11 +420,17 @@ async def test_restart_keeps_everything_acknowledged(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- pagination ---
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def paging_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerDatabase]:
+    with server_database(require_backend(request.param), tmp_path_factory.mktemp("paging")) as database:
+        yield database
+
+
 @pytest.fixture(scope="module")
-async def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite file with one session of PAGINATION_ENTRIES entries, written through the services."""
-    db = sqlite_url(tmp_path_factory.mktemp("paging") / "handoff.db")
-    async with Container.build(Settings(database_url=db)) as container:  # type: ignore[arg-type]
+async def seeded_db(paging_db: ServerDatabase) -> ServerDatabase:
+    """One session of PAGINATION_ENTRIES entries, written through the services, on each backend."""
+    db = paging_db
+    async with Container.build(settings_for(db)) as container:
         await container.sessions.register("big", A, {}, None)
         for n in range(1, PAGINATION_ENTRIES + 1):
             kind = CONTEXT_TYPES[(n * 7) % 4]
@@ -465,8 +476,8 @@ async def check_pagination(client: Client) -> None:
     assert session["counts_by_type"] == {t: len(expected_entries([t])) for t in CONTEXT_TYPES}
 
 
-async def test_pagination_over_1000_entries_in_memory(seeded_db: str) -> None:
-    async with Container.build(Settings(database_url=seeded_db)) as container:  # type: ignore[arg-type]
+async def test_pagination_over_1000_entries_in_memory(seeded_db: ServerDatabase) -> None:
+    async with Container.build(settings_for(seeded_db)) as container:
         with anyio.fail_after(120):
             async with Client(build_server(container)) as client:
                 await check_pagination(client)
@@ -474,7 +485,7 @@ async def test_pagination_over_1000_entries_in_memory(seeded_db: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["http", "stdio"])
-async def test_pagination_over_1000_entries_over_real_transports(seeded_db: str, transport: str) -> None:
+async def test_pagination_over_1000_entries_over_real_transports(seeded_db: ServerDatabase, transport: str) -> None:
     with anyio.fail_after(120):
         if transport == "http":
             with http_server(seeded_db) as server:

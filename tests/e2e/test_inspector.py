@@ -3,6 +3,7 @@
 Node 22 and the inspector come from `.ci/install-node-tools.sh` (pinned versions) in
 $HANDOFF_NODE_CACHE (default ~/.cache/handoff-node). Without them the test is skipped locally and
 fails under CI. Each inspector call spawns the server, does one MCP method, and exits (~1.5 s).
+SQLite only: this checks protocol compatibility with a foreign client, which the backend cannot change.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ import pytest
 from mcp.client import Client
 
 from tests.conftest import structured
-from tests.e2e.servers import http_server, stdio_params
+from tests.e2e.servers import ServerDatabase, http_server, stdio_params
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_http_and_stdio_share_one_database(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+async def test_http_and_stdio_share_one_database(server_db: ServerDatabase) -> None:
+    db = server_db
     with http_server(db) as server:
         with anyio.fail_after(30):
             async with Client(server.url) as a:
@@ -31,6 +31,7 @@ async def test_http_and_stdio_share_one_database(tmp_path: Path) -> None:
 
 async def test_handshake_era_and_current_clients_use_the_same_tools(tmp_path: Path) -> None:
     """2025-era clients (initialize handshake) and 2026-07-28 clients (discover) both get served."""
+    # SQLite only: this is about the protocol handshake; the storage backend plays no part.
     db = f"sqlite:///{tmp_path / 'h.db'}"
     with http_server(db) as server, anyio.fail_after(60):
         async with Client(server.url, mode="legacy") as legacy:

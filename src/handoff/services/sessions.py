@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from handoff.config import LifecycleSettings, LimitSettings
@@ -65,14 +65,26 @@ class SessionService:
             )
         policy = policy_named(retention_policy or DEFAULT_POLICY).name
         now = self._clock.now()
+        try:
+            return await self._insert(key, agent, meta, ttl, policy, now)
+        except AlreadyExists as raced:
+            if raced.details:
+                raise
+            # Lost a race on the unique key (two replicas passed the existence check at once):
+            # answer like the plain duplicate case, with the session that won.
+            async with self._uow(write=False) as uow:
+                existing = await uow.sessions.find(key)
+            if existing is None:
+                raise
+            raise _already_exists(existing) from None
+
+    async def _insert(
+        self, key: str, agent: str, meta: dict[str, Any], ttl: int, policy: str, now: datetime
+    ) -> Session:
         async with self._uow(write=True) as uow:
             existing = await uow.sessions.find(key)
             if existing is not None:
-                raise AlreadyExists(
-                    f"session '{key}' already exists (status {existing.status.value}, "
-                    f"owner {existing.owner_agent}, {existing.entry_count} entries)",
-                    {"session": public_summary(existing)},
-                )
+                raise _already_exists(existing)
             session = await uow.sessions.add(
                 session_key=key,
                 source_agent=agent,
@@ -194,3 +206,11 @@ def public_summary(session: Session) -> dict[str, Any]:
         "entry_count": session.entry_count,
         "created_at": session.created_at.isoformat(),
     }
+
+
+def _already_exists(existing: Session) -> AlreadyExists:
+    return AlreadyExists(
+        f"session '{existing.session_key}' already exists (status {existing.status.value}, "
+        f"owner {existing.owner_agent}, {existing.entry_count} entries)",
+        {"session": public_summary(existing)},
+    )
