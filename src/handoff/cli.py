@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -21,6 +21,7 @@ from handoff.config import Settings
 from handoff.container import Container
 from handoff.errors import HandoffError
 from handoff.logs import configure_logging, get_logger
+from handoff.observability.tracing import Tracing, configure_tracing, parse_headers
 
 log = get_logger("handoff.cli")
 
@@ -91,7 +92,24 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     if args.port is not None:
         settings.http.port = args.port
     runner = _serve_stdio if args.transport == "stdio" else _serve_http
-    anyio.run(runner, settings)
+    tracing = _start_tracing(settings)
+    try:
+        anyio.run(runner, settings)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # flushes buffered spans, bounded by the export timeout
+
+
+def _start_tracing(settings: Settings) -> Tracing | None:
+    """OTLP export when HANDOFF_TRACING__OTLP_ENDPOINT is set; otherwise nothing is installed."""
+    t = settings.tracing
+    return configure_tracing(
+        otlp_endpoint=t.otlp_endpoint,
+        service_name=t.service_name,
+        sample_ratio=t.sample_ratio,
+        headers=parse_headers(t.headers.get_secret_value() if t.headers else None),
+        export_timeout_seconds=t.export_timeout_seconds,
+    )
 
 
 async def _serve_stdio(settings: Settings) -> None:
@@ -107,6 +125,14 @@ class _AnnouncingServer(uvicorn.Server):
     """uvicorn, plus a banner with the real bound port once the socket is listening."""
 
     container: Container
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the SIGTERM/SIGINT it handled once serve() returns, which kills the
+        # process before our shutdown (draining tasks, closing the database, flushing spans) runs.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)

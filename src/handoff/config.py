@@ -103,6 +103,26 @@ class AnalysisSettings(BaseModel):
     limits: AnalysisLimits = Field(default_factory=AnalysisLimits)
 
 
+class MetricsSettings(BaseModel):
+    scrape_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="/metrics: bound on each database read (counts, readiness) at scrape time."
+    )
+    inventory_max_age_seconds: float = Field(
+        default=10.0, ge=0, description="/metrics: reuse session/handoff counts younger than this (0 = every scrape)."
+    )
+
+
+class TracingSettings(BaseModel):
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces. Unset: tracing off.",
+    )
+    service_name: str = "handoff"
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of new traces kept (parent decides).")
+    headers: SecretStr | None = Field(default=None, description="Exporter headers: key=value,key2=value2.")
+    export_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -124,6 +144,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     # Short, documented names from SPEC.md; they win over the nested form when set.
     database_url: SecretStr | None = None

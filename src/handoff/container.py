@@ -19,6 +19,7 @@ from handoff.config import CacheSettings, Settings
 from handoff.errors import DatabaseUnavailable
 from handoff.jobs.runner import JobRunner
 from handoff.logs import get_logger
+from handoff.observability import InstrumentedCache, InstrumentedUnitOfWorkFactory, Metrics
 from handoff.resilience import CircuitBreaker, TransientRetry
 from handoff.services.analysis import AnalysisService
 from handoff.services.context import ContextService
@@ -85,6 +86,7 @@ class Container:
     cache: Cache | None = None
     db_breaker: CircuitBreaker | None = None
     job_lock: JobLock | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
@@ -105,7 +107,14 @@ class Container:
             reset_timeout=db.breaker_reset_seconds,
             is_failure=lambda exc: isinstance(exc, DatabaseUnavailable),
         )
-        guarded = GuardedUnitOfWorkFactory(uow, breaker)
+        metrics = Metrics(
+            scrape_timeout_seconds=settings.metrics.scrape_timeout_seconds,
+            inventory_max_age_seconds=settings.metrics.inventory_max_age_seconds,
+        )
+        # Spans (only while tracing is on) and wait/in-progress gauges around every unit of work.
+        guarded = InstrumentedUnitOfWorkFactory(
+            GuardedUnitOfWorkFactory(uow, breaker), metrics=metrics, system=engine.dialect.name
+        )
         retry = _Retry(
             TransientRetry(
                 lambda exc: isinstance(exc, DatabaseUnavailable),
@@ -113,7 +122,7 @@ class Container:
                 deadline=db.retry_deadline_seconds,
             )
         )
-        cache = build_cache(settings.cache)
+        cache = InstrumentedCache(build_cache(settings.cache))
         sessions = SessionService(guarded, clock, settings.limits, settings.lifecycle, retry)
         context = ContextService(guarded, clock, settings.limits, retry, cache)
         a = settings.analysis.limits
@@ -131,16 +140,27 @@ class Container:
         )
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
         lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
+        handoffs = HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache)
+        health = HealthService(DatabaseProbe(engine), cache)
+        capacity = 4 if is_sqlite(engine) else db.pool_size + db.max_overflow  # SQLite: engine.py's 2 + 2
+        metrics.watch_pool("main", engine.pool, capacity=capacity)
+        if request_engine is not None:
+            metrics.watch_pool("sqlite_requests", request_engine.pool, capacity=None)  # max_overflow=-1
+        metrics.watch_cache(cache)
+        metrics.watch_breaker(breaker)
+        metrics.watch_readiness(health.check_ready)
+        metrics.watch_inventory(sessions.count_by_status, handoffs.count_by_type_and_status)
         return cls(
             settings=settings,
             engine=engine,
             lifecycle=lifecycle,
-            jobs=JobRunner(lifecycle, job_lock, settings.lifecycle),
+            jobs=JobRunner(lifecycle, job_lock, settings.lifecycle, observer=metrics.observe_job),
             sessions=sessions,
             context=context,
             analysis=AnalysisService(analyzer, context, sessions, settings.limits),
-            handoffs=HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache),
-            health=HealthService(DatabaseProbe(engine), cache),
+            handoffs=handoffs,
+            health=health,
+            metrics=metrics,
             clock=clock,
             request_engine=request_engine,
             cache=cache,

@@ -15,12 +15,15 @@ _configured = False
 def configure_logging(level: str = "INFO") -> None:
     """Route structlog and the standard library (SDK, uvicorn) through one JSON renderer on stderr."""
     global _configured
+    from handoff.observability.tracing import add_trace_context  # here, not at import: no import cycle
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.ExtraAdder(),  # stdlib `extra={...}` (services log that way) become fields
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_context,  # trace_id/span_id on lines logged inside a span, while tracing is on
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from handoff.container import Container
+from handoff.observability import metrics_endpoint
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -24,7 +25,12 @@ def build_http_app(server: MCPServer, container: Container) -> Starlette:
     @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def readyz(_: Request) -> Response:
         report = await container.health.check_ready()
+        container.metrics.observe_readiness(report)
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def metrics(request: Request) -> Response:
+        return await metrics_endpoint(request, container.metrics)
 
     extra = settings.http.allowed_hosts
     security = TransportSecuritySettings(

@@ -9,6 +9,7 @@ import anyio
 from handoff.config import LifecycleSettings
 from handoff.errors import HandoffError
 from handoff.logs import get_logger
+from handoff.observability.tracing import job_span
 from handoff.services.lifecycle import JobReport, LifecycleService
 from handoff.services.ports import JobLock
 
@@ -43,7 +44,8 @@ class JobRunner:
                 log.info("job skipped: another replica holds it", job=job)
                 return None
             try:
-                report = await self._lifecycle.run(job)
+                with job_span(job):
+                    report = await self._lifecycle.run(job)
             except HandoffError as error:  # e.g. the database is down: try again next interval
                 log.warning("job failed", job=job, code=error.code, reason=error.message)
                 self._notify(None, job, False)

@@ -21,6 +21,7 @@ from handoff.mcp.errors import request_deadline
 from handoff.mcp.prompts import register_prompts
 from handoff.mcp.resources import register_resources
 from handoff.mcp.tools import register_tools
+from handoff.observability import ObservabilityMiddleware
 
 log = get_logger("handoff.requests")
 
@@ -52,7 +53,8 @@ def build_server(container: Container) -> MCPServer:
         version=handoff.__version__,
         instructions=INSTRUCTIONS,
         log_level=container.settings.log.level,
-        middleware=[_request_log, _Deadline(container.settings)],
+        # The SDK's OpenTelemetryMiddleware comes first (its span per request); ours tag it and count.
+        middleware=[_request_log, ObservabilityMiddleware(container.metrics), _Deadline(container.settings)],
     )
     register_tools(server, container)
     register_analysis_tool(server, container.analysis)

@@ -125,6 +125,12 @@ class HandoffService:
         await self._read_cache.remember_handoff(handoff)
         return HandoffView(handoff, handoff_resources(key, handoff_id))
 
+    async def count_by_type_and_status(self) -> dict[tuple[str, str], int]:
+        """Handoffs per (handoff_type, status), for metrics (one read; empty combinations left out)."""
+        async with self._uow(write=False) as uow:
+            counts = await uow.handoffs.count_by_type_and_status()
+        return {(kind.value, status.value): n for (kind, status), n in counts.items()}
+
     async def get(self, handoff_id: str) -> HandoffView:
         if not handoff_id or len(handoff_id) > 64 or not handoff_id.isalnum():
             raise InvalidInput("handoff_id is not a handoff id this server issued", {"field": "handoff_id"})

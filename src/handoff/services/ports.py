@@ -14,6 +14,8 @@ from handoff.domain.models import (
     ContextEntry,
     ContextType,
     Handoff,
+    HandoffStatus,
+    HandoffType,
     LifecycleEvent,
     NewEntry,
     ParticipantRole,
@@ -90,6 +92,10 @@ class SessionRepository(Protocol):
 
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None: ...
 
+    async def count_by_status(self) -> dict[SessionStatus, int]:
+        """How many sessions are in each state (states with none are left out)."""
+        ...
+
     async def set_retention(self, session: Session, policy: str, *, now: datetime) -> None: ...
 
     async def touch(self, session: Session, *, now: datetime, expires_at: datetime) -> None: ...
@@ -122,6 +128,8 @@ class HandoffRepository(Protocol):
         """Raise NotFound when there is no such handoff."""
 
     async def list_for_session(self, session_id: int, *, limit: int) -> list[Handoff]: ...
+
+    async def count_by_type_and_status(self) -> dict[tuple[HandoffType, HandoffStatus], int]: ...
 
 
 class EventRepository(Protocol):

@@ -109,6 +109,12 @@ class SessionService:
             await uow.commit()
         return stored
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Sessions per lifecycle state, for metrics (one read; states with none are left out)."""
+        async with self._uow(write=False) as uow:
+            counts = await uow.sessions.count_by_status()
+        return {status.value: n for status, n in counts.items()}
+
     async def get(self, session_key: str) -> SessionView:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
 

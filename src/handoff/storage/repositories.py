@@ -194,6 +194,11 @@ class SqlSessionRepository:
         session.digest = digest
         return sequence
 
+    async def count_by_status(self) -> dict[SessionStatus, int]:
+        query = sa.select(sessions.c.status, sa.func.count().label("n")).group_by(sessions.c.status)
+        rows = (await self._db.execute(query)).mappings()
+        return {SessionStatus(r["status"]): int(r["n"]) for r in rows}
+
     async def set_status(self, session: Session, status: SessionStatus, *, now: datetime) -> None:
         await self._db.execute(
             sessions.update()
@@ -365,6 +370,13 @@ class SqlHandoffRepository:
         if row is None:
             raise NotFound(f"no handoff with id '{handoff_id}'", {"handoff_id": handoff_id})
         return _handoff(row)
+
+    async def count_by_type_and_status(self) -> dict[tuple[HandoffType, HandoffStatus], int]:
+        query = sa.select(handoffs.c.handoff_type, handoffs.c.status, sa.func.count().label("n")).group_by(
+            handoffs.c.handoff_type, handoffs.c.status
+        )
+        rows = (await self._db.execute(query)).mappings()
+        return {(HandoffType(r["handoff_type"]), HandoffStatus(r["status"])): int(r["n"]) for r in rows}
 
     async def list_for_session(self, session_id: int, *, limit: int) -> list[Handoff]:
         query = (
