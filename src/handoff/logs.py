@@ -37,6 +37,7 @@ def configure_logging(level: str = "INFO") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _drop_terminal_colours,
                 structlog.processors.format_exc_info,
                 structlog.processors.JSONRenderer(ensure_ascii=False),
             ],
@@ -54,6 +55,12 @@ def configure_logging(level: str = "INFO") -> None:
         lg.propagate = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _configured = True
+
+
+def _drop_terminal_colours(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn adds an ANSI-coloured copy of its message; JSON logs want only the plain one."""
+    event_dict.pop("color_message", None)
+    return event_dict
 
 
 def new_correlation_id() -> str:
