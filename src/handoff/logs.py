@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -57,7 +58,7 @@ def configure_logging(level: str = "INFO") -> None:
     _configured = True
 
 
-def _drop_terminal_colours(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_terminal_colours(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """uvicorn adds an ANSI-coloured copy of its message; JSON logs want only the plain one."""
     event_dict.pop("color_message", None)
     return event_dict
