@@ -214,3 +214,8 @@ async def test_only_one_replica_runs_a_job_at_a_time(settings: Settings, clock: 
             assert await second.jobs.run_once("expire") is None
         report = await second.jobs.run_once("expire")
         assert report is not None and report.job == "expire"
+        # The skipped run and the real one are both counted for the operator.
+        registry = second.metrics.registry
+        for outcome in ("skipped", "ok"):
+            labels = {"job": "expire", "outcome": outcome}
+            assert registry.get_sample_value("handoff_job_runs_total", labels) == 1

@@ -25,11 +25,13 @@ class JobRunner:
         lock: JobLock,
         settings: LifecycleSettings,
         observer: JobObserver | None = None,
+        on_skipped: Callable[[str], None] | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._lock = lock
         self._settings = settings
         self._observer = observer
+        self._on_skipped = on_skipped
         self.intervals = {
             "mark_dormant": settings.mark_dormant_interval_seconds,
             "expire": settings.expire_interval_seconds,
@@ -42,6 +44,8 @@ class JobRunner:
         async with self._lock.hold(job) as acquired:
             if not acquired:
                 log.info("job skipped: another replica holds it", job=job)
+                if self._on_skipped is not None:
+                    self._on_skipped(job)
                 return None
             try:
                 with job_span(job):
