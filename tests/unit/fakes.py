@@ -20,6 +20,7 @@ from handoff.domain.digest import Digest
 from handoff.domain.models import (
     ContextEntry,
     ContextType,
+    EntryExcerpt,
     Handoff,
     LifecycleEvent,
     NewEntry,
@@ -242,6 +243,11 @@ class FakeEntryRepository:
         if context_types:
             rows = [r for r in rows if r.context_type in context_types]
         return rows[:limit]
+
+    async def list_tail(self, session_id: int, *, up_to: int, limit: int, excerpt_chars: int) -> list[EntryExcerpt]:
+        rows = sorted(self._state.entries.get(session_id, []), key=lambda e: -e.sequence_number)
+        rows = [r for r in rows if r.sequence_number <= up_to][:limit]
+        return [EntryExcerpt.of(r, excerpt_chars) for r in rows]
 
 
 class FakeHandoffRepository:

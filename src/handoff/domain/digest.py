@@ -1,43 +1,41 @@
 """A bounded running digest of a session, folded one entry at a time.
 
-The handoff brief is rendered from this digest, so a handoff on a session with 10,000 entries
-reads one small row instead of the whole history. Each append folds its entry in (same
-transaction), and every list here is capped, so the digest stays a few KiB whatever the session's
-size. Extraction is deterministic: explicit `metadata.kind` first, then line markers in the text.
+The handoff brief is rendered from this digest (plus a bounded read of the newest entries), so a
+handoff on a session with 100,000 entries reads one small row instead of the whole history. Each
+append folds its entry in (same transaction), and every list here is capped, so the digest stays a
+few tens of KiB whatever the session's size. What it keeps is what the next agent needs: the task
+in the user's words, later requests and constraints, the salient sentences of the prose, the plan
+and to-do list, the latest status of every test, the commands that ran and how they ended, the
+last errors, and each file's last action. `folding.py` decides what goes in; this module holds it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from handoff.domain.models import ContextType
 
 SNIPPET_CHARS = 300
-MAX_RECENT = 6
-MAX_DECISIONS = 15
-MAX_REJECTED = 10
-MAX_TASKS = 20
-MAX_FAILING = 20
+FIRST_REQUEST_CHARS = 6_000
+REQUEST_CHARS = 1_500
+MAX_REQUESTS = 8
+MAX_TOP_SALIENT = 36
+MAX_RECENT_SALIENT = 14
+MAX_PLAN_ITEMS = 40
+MAX_TESTS = 40
+MAX_RUNS = 6
+MAX_COMMANDS = 14
+MAX_ERRORS = 6
 MAX_FILES = 40
 MAX_TOOLS = 25
 MAX_AGENTS = 20
 MAX_ANALYSES = 5
 MAX_ANALYSIS_FILES = 12
 MAX_ANALYSIS_SYMBOLS = 15
-
-# Markers an agent can write at the start of a line ("- Decision: use WAL").
-_MARKERS: list[tuple[str, re.Pattern[str]]] = [
-    ("decision", re.compile(r"^\s*(?:[-*]\s*)?(?:decision|decided)\s*:\s*(.+)$", re.I)),
-    ("rejected", re.compile(r"^\s*(?:[-*]\s*)?(?:rejected|tried and rejected|won't do)\s*:\s*(.+)$", re.I)),
-    ("task", re.compile(r"^\s*(?:[-*]\s*)?(?:todo|open task|next)\s*:\s*(.+)$", re.I)),
-    ("task_done", re.compile(r"^\s*(?:[-*]\s*)?(?:done)\s*:\s*(.+)$", re.I)),
-]
-# pytest-style result lines: "FAILED tests/test_x.py::test_y - AssertionError"
-_TEST_RESULT = re.compile(r"^\s*(FAILED|ERROR|PASSED)\s+(\S+::\S+|\S+\.py\S*)", re.M)
-_EXPLICIT_KINDS = {"decision", "rejected", "task", "task_done", "request", "test_failure", "test_pass"}
+MAX_PENDING_CALLS = 16
+DIGEST_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -46,9 +44,30 @@ class Item:
     text: str
     agent: str = ""
 
+    def dump(self) -> dict[str, Any]:
+        return {"seq": self.seq, "text": self.text, "agent": self.agent}
+
     @classmethod
     def load(cls, raw: dict[str, Any]) -> Item:
         return cls(seq=int(raw["seq"]), text=str(raw["text"]), agent=str(raw.get("agent", "")))
+
+
+@dataclass(slots=True)
+class Sentence:
+    """A salient sentence: where it was said, by whom, what kind, how much it matters."""
+
+    seq: int
+    text: str
+    category: str
+    score: float
+    role: str = ""
+
+    def dump(self) -> dict[str, Any]:
+        return {"q": self.seq, "t": self.text, "c": self.category, "s": self.score, "r": self.role}
+
+    @classmethod
+    def load(cls, raw: dict[str, Any]) -> Sentence:
+        return cls(int(raw["q"]), str(raw["t"]), str(raw["c"]), float(raw["s"]), str(raw.get("r", "")))
 
 
 @dataclass(slots=True)
@@ -57,36 +76,63 @@ class Digest:
     counts: dict[str, int] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
     first_request: Item | None = None
+    # User messages after the first one, newest last (each capped); `last_request` is the newest
+    # message that says something, `last_user` the newest at all ("ok, go on").
+    requests: list[Item] = field(default_factory=list)
     last_request: Item | None = None
-    recent: list[Item] = field(default_factory=list)
-    decisions: list[Item] = field(default_factory=list)
-    rejected: list[Item] = field(default_factory=list)
-    open_tasks: list[Item] = field(default_factory=list)
-    failing_tests: dict[str, int] = field(default_factory=dict)
+    last_user: Item | None = None
+    top: list[Sentence] = field(default_factory=list)
+    recent: list[Sentence] = field(default_factory=list)
+    # Plan items: {"id", "text", "status", "seq"}; plan_text: the latest plan document.
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    plan_text: Item | None = None
+    plan_note: str = ""
+    tasks_created: int = 0
+    # test id -> {"s": status, "q": seq, "d": detail, "f": seq it last failed or 0}
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    test_command: dict[str, Any] | None = None
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    # path -> {"a": last action, "q": last seq, "n": count, "h": [[action, seq], …] last few}
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     tools: dict[str, dict[str, int]] = field(default_factory=dict)
     analyses: list[dict[str, Any]] = field(default_factory=list)
+    # Tool calls whose output has not arrived yet: call id -> {"tool", "cmd", "q"}.
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_command: dict[str, Any] | None = None
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> str:
         # Built by hand: dataclasses.asdict deep-copies, and this runs on every append.
         def item(value: Item | None) -> dict[str, Any] | None:
-            return None if value is None else {"seq": value.seq, "text": value.text, "agent": value.agent}
+            return None if value is None else value.dump()
 
         data = {
+            "v": DIGEST_VERSION,
             "entry_count": self.entry_count,
             "counts": self.counts,
             "agents": self.agents,
             "first_request": item(self.first_request),
+            "requests": [r.dump() for r in self.requests],
             "last_request": item(self.last_request),
-            "recent": [item(v) for v in self.recent],
-            "decisions": [item(v) for v in self.decisions],
-            "rejected": [item(v) for v in self.rejected],
-            "open_tasks": [item(v) for v in self.open_tasks],
-            "failing_tests": self.failing_tests,
+            "last_user": item(self.last_user),
+            "top": [s.dump() for s in self.top],
+            "recent": [s.dump() for s in self.recent],
+            "plan": self.plan,
+            "plan_text": item(self.plan_text),
+            "plan_note": self.plan_note,
+            "tasks_created": self.tasks_created,
+            "tests": self.tests,
+            "runs": self.runs,
+            "test_command": self.test_command,
+            "commands": self.commands,
+            "errors": self.errors,
             "files": self.files,
             "tools": self.tools,
             "analyses": self.analyses,
+            "pending": self.pending,
+            "last_command": self.last_command,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -95,6 +141,8 @@ class Digest:
         if not raw:
             return cls()
         data = json.loads(raw)
+        if data.get("v") != DIGEST_VERSION:
+            return _from_version_1(data)
 
         def item(value: Any) -> Item | None:
             return Item.load(value) if value else None
@@ -104,15 +152,25 @@ class Digest:
             counts=dict(data.get("counts", {})),
             agents=list(data.get("agents", [])),
             first_request=item(data.get("first_request")),
+            requests=[Item.load(v) for v in data.get("requests", [])],
             last_request=item(data.get("last_request")),
-            recent=[Item.load(v) for v in data.get("recent", [])],
-            decisions=[Item.load(v) for v in data.get("decisions", [])],
-            rejected=[Item.load(v) for v in data.get("rejected", [])],
-            open_tasks=[Item.load(v) for v in data.get("open_tasks", [])],
-            failing_tests={str(k): int(v) for k, v in data.get("failing_tests", {}).items()},
+            last_user=item(data.get("last_user")),
+            top=[Sentence.load(v) for v in data.get("top", [])],
+            recent=[Sentence.load(v) for v in data.get("recent", [])],
+            plan=list(data.get("plan", [])),
+            plan_text=item(data.get("plan_text")),
+            plan_note=str(data.get("plan_note", "")),
+            tasks_created=int(data.get("tasks_created", 0)),
+            tests=dict(data.get("tests", {})),
+            runs=list(data.get("runs", [])),
+            test_command=data.get("test_command"),
+            commands=list(data.get("commands", [])),
+            errors=list(data.get("errors", [])),
             files=dict(data.get("files", {})),
             tools=dict(data.get("tools", {})),
             analyses=list(data.get("analyses", [])),
+            pending=dict(data.get("pending", {})),
+            last_command=data.get("last_command"),
         )
 
     # -- folding -------------------------------------------------------------------------------
@@ -120,164 +178,58 @@ class Digest:
         self, *, seq: int, context_type: ContextType, content: str, metadata: dict[str, Any], agent: str
     ) -> None:
         """Fold one appended entry into the digest."""
+        from handoff.domain.folding import fold  # the rules live apart from the state they fill
+
         self.entry_count = max(self.entry_count, seq)
         self.counts[context_type.value] = self.counts.get(context_type.value, 0) + 1
         if agent not in self.agents and len(self.agents) < MAX_AGENTS:
             self.agents.append(agent)
+        fold(self, seq=seq, context_type=context_type, content=content, metadata=metadata, agent=agent)
 
-        kind = metadata.get("kind")
-        kind = kind if isinstance(kind, str) and kind in _EXPLICIT_KINDS else None
+    # -- views the brief uses ------------------------------------------------------------------
+    def failing_tests(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(t, info) for t, info in self.tests.items() if info.get("s") in ("failed", "error")]
 
-        if context_type is ContextType.MESSAGE:
-            self._absorb_message(seq, content, metadata, agent, kind)
-        elif context_type is ContextType.FILE:
-            self._absorb_file(seq, content, metadata)
-        elif context_type is ContextType.TOOL_CALL:
-            self._absorb_tool_call(seq, content, metadata)
+    def fixed_tests(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(t, info) for t, info in self.tests.items() if info.get("s") == "passed" and info.get("f")]
 
-        if kind is not None and kind != "request":
-            self._record(kind, Item(seq, snippet(content), agent))
-        elif context_type in (ContextType.MESSAGE, ContextType.SYSTEM):
-            self._scan_markers(seq, content, agent)
-        if context_type in (ContextType.TOOL_CALL, ContextType.SYSTEM):
-            self._scan_test_results(seq, content)
-
-    def _absorb_message(self, seq: int, content: str, metadata: dict[str, Any], agent: str, kind: str | None) -> None:
-        role = (_first_str(metadata, "role") or "").lower()[:40]
-        item = Item(seq, snippet(content), agent)
-        if role == "user" or kind == "request":
-            self.last_request = item
-            if self.first_request is None:
-                self.first_request = item
-        label = f"{role or 'message'}"
-        self.recent.append(Item(seq, snippet(content), f"{agent} ({label})" if role else agent))
-        del self.recent[:-MAX_RECENT]
-
-    def _absorb_file(self, seq: int, content: str, metadata: dict[str, Any]) -> None:
-        summary = metadata.get("summary")
-        if metadata.get("kind") == "analysis" and isinstance(summary, dict):
-            self._absorb_analysis(seq, metadata, summary)
-            return
-        path = _first_str(metadata, "path", "file_path", "file", "filename") or "(unnamed file)"
-        action = _first_str(metadata, "action", "operation") or "touched"
-        info = self.files.pop(path, {"count": 0, "actions": []})
-        info["count"] = int(info.get("count", 0)) + 1
-        info["last_seq"] = seq
-        actions = list(info.get("actions", []))
-        if action not in actions:
-            actions.append(action)
-        info["actions"] = actions[-4:]
-        self.files[path] = info  # re-inserted last: dict order is recency order
-        while len(self.files) > MAX_FILES:
-            self.files.pop(next(iter(self.files)))
-
-    def _absorb_analysis(self, seq: int, metadata: dict[str, Any], summary: dict[str, Any]) -> None:
-        """An analyze_codebase result: which files were analysed and their key symbols."""
-
-        def strings(key: str, cap: int) -> list[str]:
-            value = summary.get(key)
-            return [str(v)[:SNIPPET_CHARS] for v in value[:cap]] if isinstance(value, list) else []
-
-        languages = summary.get("languages")
-        count = summary.get("file_count")
-        errors = summary.get("error_count")
-        self.analyses.append(
-            {
-                "seq": seq,
-                "analysis_type": str(metadata.get("analysis_type", "analysis"))[:40],
-                "files": strings("files", MAX_ANALYSIS_FILES),
-                "file_count": count if isinstance(count, int) else len(strings("files", 1000)),
-                "languages": {str(k)[:40]: v for k, v in languages.items() if isinstance(v, int)}
-                if isinstance(languages, dict)
-                else {},
-                "top_symbols": strings("top_symbols", MAX_ANALYSIS_SYMBOLS),
-                "error_count": errors if isinstance(errors, int) else 0,
-            }
-        )
-        del self.analyses[:-MAX_ANALYSES]
-
-    def _absorb_tool_call(self, seq: int, content: str, metadata: dict[str, Any]) -> None:
-        name = _first_str(metadata, "tool", "tool_name", "name") or _tool_name_from_json(content) or "(tool)"
-        failed = (
-            str(metadata.get("status", "")).lower() in {"error", "failed", "failure"}
-            or metadata.get("is_error") is True
-            or (isinstance(metadata.get("exit_code"), int) and metadata["exit_code"] != 0)
-        )
-        info = self.tools.pop(name, {"count": 0, "errors": 0})
-        info["count"] += 1
-        info["errors"] += int(failed)
-        info["last_seq"] = seq
-        self.tools[name] = info
-        while len(self.tools) > MAX_TOOLS:
-            self.tools.pop(next(iter(self.tools)))
-
-    def _scan_markers(self, seq: int, content: str, agent: str) -> None:
-        # Bounded scan: markers live in prose, not in megabytes of pasted output.
-        for line in content[:20_000].splitlines():
-            for kind, pattern in _MARKERS:
-                match = pattern.match(line)
-                if match:
-                    self._record(kind, Item(seq, snippet(match.group(1)), agent))
-                    break
-
-    def _scan_test_results(self, seq: int, content: str) -> None:
-        for outcome, test_id in _TEST_RESULT.findall(content[:200_000]):
-            test = test_id[:SNIPPET_CHARS]
-            if outcome == "PASSED":
-                self.failing_tests.pop(test, None)
-            else:
-                self.failing_tests.pop(test, None)
-                self.failing_tests[test] = seq
-        while len(self.failing_tests) > MAX_FAILING:
-            self.failing_tests.pop(next(iter(self.failing_tests)))
-
-    def _record(self, kind: str, item: Item) -> None:
-        if kind == "decision":
-            _push(self.decisions, item, MAX_DECISIONS)
-        elif kind == "rejected":
-            _push(self.rejected, item, MAX_REJECTED)
-        elif kind == "task":
-            self.open_tasks = [t for t in self.open_tasks if _norm(t.text) != _norm(item.text)]
-            _push(self.open_tasks, item, MAX_TASKS)
-        elif kind == "task_done":
-            self.open_tasks = [t for t in self.open_tasks if _norm(t.text) != _norm(item.text)]
-        elif kind == "test_failure":
-            self.failing_tests.pop(item.text, None)
-            self.failing_tests[item.text] = item.seq
-        elif kind == "test_pass":
-            self.failing_tests.pop(item.text, None)
+    def open_plan_items(self) -> list[dict[str, Any]]:
+        return [p for p in self.plan if p.get("status") in ("pending", "in_progress")]
 
 
-def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    flat = " ".join(text[: limit * 4].split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+def _from_version_1(data: dict[str, Any]) -> Digest:
+    """Digests written before the salience rewrite: keep what maps, drop what does not."""
 
+    def item(value: Any) -> Item | None:
+        return Item.load(value) if value else None
 
-def _push(items: list[Item], item: Item, cap: int) -> None:
-    items.append(item)
-    del items[:-cap]
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().rstrip(".…").split())
-
-
-def _first_str(metadata: dict[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = metadata.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:300]
-    return None
-
-
-def _tool_name_from_json(content: str) -> str | None:
-    text = content.lstrip()
-    if not text.startswith("{") or len(text) > 1_000_000:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        return _first_str(data, "tool", "tool_name", "name")
-    return None
+    digest = Digest(
+        entry_count=int(data.get("entry_count", 0)),
+        counts=dict(data.get("counts", {})),
+        agents=list(data.get("agents", [])),
+        first_request=item(data.get("first_request")),
+        last_request=item(data.get("last_request")),
+        last_user=item(data.get("last_request")),
+        analyses=list(data.get("analyses", [])),
+    )
+    for kind, category in (("decisions", "decision"), ("rejected", "rejected")):
+        for raw in data.get(kind, []):
+            old = Item.load(raw)
+            digest.top.append(Sentence(old.seq, old.text, category, 5.0, "marker"))
+    for raw in data.get("open_tasks", []):
+        old = Item.load(raw)
+        digest.plan.append({"id": "", "text": old.text, "status": "pending", "seq": old.seq})
+    for test, seq in data.get("failing_tests", {}).items():
+        digest.tests[str(test)] = {"s": "failed", "q": int(seq), "d": "", "f": int(seq)}
+    for path, info in data.get("files", {}).items():
+        actions = list(info.get("actions", [])) or ["touched"]
+        seq = int(info.get("last_seq", 0))
+        digest.files[str(path)] = {
+            "a": actions[-1],
+            "q": seq,
+            "n": int(info.get("count", 1)),
+            "h": [[actions[-1], seq]],
+        }
+    for name, info in data.get("tools", {}).items():
+        digest.tools[str(name)] = {k: int(v) for k, v in info.items() if isinstance(v, int)}
+    return digest

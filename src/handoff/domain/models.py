@@ -93,6 +93,34 @@ class ContextEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryExcerpt:
+    """An entry cut to its head and tail: what the brief shows of the newest history."""
+
+    sequence_number: int
+    context_type: ContextType
+    agent: str
+    metadata: dict[str, Any]
+    head: str
+    tail: str  # the last characters when the content is longer than head + tail, else ""
+    content_chars: int
+
+    @classmethod
+    def of(cls, entry: ContextEntry, excerpt_chars: int) -> EntryExcerpt:
+        """Whole content when it is at most twice `excerpt_chars`, else its head and its tail."""
+        content = entry.content
+        long = len(content) > 2 * excerpt_chars
+        return cls(
+            sequence_number=entry.sequence_number,
+            context_type=entry.context_type,
+            agent=entry.agent,
+            metadata=entry.metadata,
+            head=content[:excerpt_chars] if long else content,
+            tail=content[-excerpt_chars:] if long else "",
+            content_chars=len(content),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NewEntry:
     """An entry as the caller hands it in, before it has a sequence number."""
 
@@ -122,6 +150,7 @@ class Handoff:
     brief_tokens: int
     up_to_sequence: int
     created_at: datetime
+    note: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,26 @@ from pydantic import Field
 from handoff.container import Container
 from handoff.errors import HandoffError
 
+PREVIEW_TOKENS = 1500
+PREPARE_TEXT = """You are about to hand session `{session_key}` to another agent. Below is what the server \
+extracted from the history so far. The next agent will read it, plus a note from you.
+
+{preview}
+
+---
+Write the note now: only what the extract above misses or gets wrong. Be concrete: name files, \
+functions, tests and commands. Then call request_handoff(session_key="{session_key}", \
+target_agent=<who takes over>, note={{...}}) with these fields (all optional):
+- goal: the task as you understood it, with its specifics and acceptance criteria
+- state: where things stand: what works, what is half-done, what is broken right now
+- decisions: choices you made and why
+- rejected: approaches you tried or ruled out, and why (so they are not retried)
+- constraints: rules from the user or the codebase that must hold
+- open_tasks: work not done yet
+- next_steps: what the next agent should do first, in order
+- text: anything else
+"""
+
 
 def register_prompts(server: MCPServer, c: Container) -> None:
     @server.prompt(name="resume_handoff", title="Resume a handoff")
@@ -30,3 +50,15 @@ def register_prompts(server: MCPServer, c: Container) -> None:
             f"({h.handoff_type.value}).\n\n{h.brief}\n\n## How to continue\n{h.instructions}"
         )
         return [UserMessage(content=text)]
+
+    @server.prompt(name="prepare_handoff", title="Prepare a handoff note")
+    async def prepare_handoff(
+        session_key: Annotated[str, Field(description="The session you are about to hand off.")],
+    ) -> list[UserMessage]:
+        """Shows what the server already knows of a session and asks you to write the handoff note."""
+        try:
+            preview = await c.handoffs.preview(session_key, PREVIEW_TOKENS)
+        except HandoffError as error:
+            raise MCPError(code=types.INVALID_PARAMS, message=error.message, data={"code": error.code}) from None
+        return [UserMessage(content=PREPARE_TEXT.format(session_key=session_key, preview=preview))]
+

@@ -151,6 +151,7 @@ class HandoffOut(BaseModel):
     instructions: str = Field(description="Exactly how the target fetches the rest and continues.")
     resources: list[str]
     request_data: dict[str, Any]
+    note: dict[str, Any] | None = Field(default=None, description="The source agent's own handoff note, if any.")
     up_to_sequence: int = Field(description="The brief covers entries 1..up_to_sequence.")
     created_at: datetime
 
@@ -171,6 +172,7 @@ class HandoffOut(BaseModel):
             instructions=h.instructions,
             resources=view.resources,
             request_data=h.request_data,
+            note=h.note,
             up_to_sequence=h.up_to_sequence,
             created_at=h.created_at,
         )
@@ -228,3 +230,34 @@ class LifecycleResult(BaseModel):
     session_key: str
     status: SessionStatusName
     events: list[LifecycleEventOut]
+
+
+_NOTE_LIST = {"type": "array", "items": {"type": "string", "maxLength": 1000}, "maxItems": 30}
+# Published as the `note` argument's schema; validated by domain/note.py, which names the field
+# of any problem in our own error format.
+NOTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Your own handoff note: what the next agent cannot read off the log. All fields optional; "
+        "keep each item one concrete sentence with file, function and test names."
+    ),
+    "properties": {
+        "goal": {
+            "type": "string",
+            "maxLength": 2000,
+            "description": "The task as you understood it, with its specifics.",
+        },
+        "state": {
+            "type": "string",
+            "maxLength": 4000,
+            "description": "Where things stand now: done, half-done, broken.",
+        },
+        "decisions": {**_NOTE_LIST, "description": "Choices made and why (approach, library, file layout)."},
+        "rejected": {**_NOTE_LIST, "description": "Approaches tried or considered and dropped, and why."},
+        "constraints": {**_NOTE_LIST, "description": "Rules from the user or the codebase that must hold."},
+        "open_tasks": {**_NOTE_LIST, "description": "Work not done yet."},
+        "next_steps": {**_NOTE_LIST, "description": "What the next agent should do first, in order."},
+        "text": {"type": "string", "maxLength": 8000, "description": "Anything else, free-form."},
+    },
+    "additionalProperties": False,
+}

@@ -6,12 +6,13 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from handoff.container import Container
 from handoff.domain.models import SessionStatus
 from handoff.mcp.errors import tool_errors
 from handoff.mcp.schemas import (
+    NOTE_SCHEMA,
     ContextPageResult,
     ContextTypeName,
     EntryOut,
@@ -63,15 +64,32 @@ def register_tools(server: MCPServer, c: Container) -> None:
     @tool_errors
     async def update_context(
         session_key: SessionKey,
-        context_type: Annotated[ContextTypeName, Field(description="What kind of entry this is.")],
-        content: Annotated[str, Field(description="The entry's text (up to the server's size limit, 8 MiB default).")],
+        context_type: Annotated[
+            ContextTypeName,
+            Field(
+                description=(
+                    "message: prose from the user or an agent; tool_call: a tool/command and/or its output; "
+                    "file: a file created, edited, reverted or deleted; system: anything else."
+                )
+            ),
+        ],
+        content: Annotated[
+            str,
+            Field(
+                description=(
+                    "The entry's text as written: the message, the command and its output (test-runner "
+                    "output is read for results), the diff. Up to the server's size limit (8 MiB default)."
+                )
+            ),
+        ],
         metadata: Annotated[
             dict[str, Any] | None,
             Field(
                 description=(
-                    "JSON object. Recognised keys feed the handoff brief: role (user|assistant) on messages, "
-                    "path and action on files, tool and status on tool calls, kind (decision|rejected|task|"
-                    "task_done|test_failure|test_pass|request)."
+                    "JSON object; these keys sharpen the handoff brief: role (user|assistant) on messages; "
+                    "tool, command, exit_code, is_error, tool_use_id on tool calls; path and action "
+                    "(created|edited|reverted|deleted) on files; kind (decision|rejected|constraint|task|"
+                    "task_done|test_failure|test_pass|request) to mark an entry explicitly."
                 )
             ),
         ] = None,
@@ -81,7 +99,10 @@ def register_tools(server: MCPServer, c: Container) -> None:
             Field(description="Retries with the same key return the original entry instead of a new one."),
         ] = None,
     ) -> UpdateContextResult:
-        """Append one entry to a session's context; it gets the next gap-free sequence number."""
+        """Record one step of your work in a session: a user request, your reasoning or decision, a command
+        and its output, a file change. Call it as you go (the user's words verbatim, test output as printed),
+        so a later handoff brief can carry your decisions, failing tests and open tasks. Each entry gets the
+        next gap-free sequence number."""
         result = await c.context.append(session_key, context_type, content, metadata or {}, agent, idempotency_key)
         return UpdateContextResult(
             entry=EntryReceipt.of(result.entry, replayed=result.replayed),
@@ -102,14 +123,21 @@ def register_tools(server: MCPServer, c: Container) -> None:
             ),
         ] = "context_transfer",
         request_data: Annotated[
-            dict[str, Any] | None, Field(description='Anything the target should know, e.g. {"note": "..."}.')
+            dict[str, Any] | None, Field(description="Free-form JSON the target should see (e.g. ticket ids).")
         ] = None,
         token_budget: Annotated[
             int | None, Field(description="Upper bound on the brief's size in estimated tokens (64..32000).")
         ] = None,
+        note: Annotated[Any, WithJsonSchema(NOTE_SCHEMA), Field(description=NOTE_SCHEMA["description"])] = None,
     ) -> RequestHandoffResult:
-        """Hand a session to another agent: returns a bounded brief and exact instructions to fetch the rest."""
-        view = await c.handoffs.request(session_key, target_agent, handoff_type, request_data or {}, token_budget)
+        """Hand a session to another agent when you stop (context full, done with your part, blocked). Returns
+        a brief within token_budget (your note first, then what the server extracted: the task, constraints,
+        plan, failing tests, errors, decisions, rejected approaches, files, recent activity) and exact
+        instructions for fetching the full history. Write a note: the prompt prepare_handoff shows what the
+        server already knows so you only add what it cannot see."""
+        view = await c.handoffs.request(
+            session_key, target_agent, handoff_type, request_data or {}, token_budget, note=note
+        )
         return RequestHandoffResult(handoff=HandoffOut.of(view))
 
     @tool_errors

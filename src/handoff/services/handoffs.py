@@ -12,11 +12,17 @@ from handoff.domain.digest import Digest
 from handoff.domain.instructions import handoff_resources, render_instructions
 from handoff.domain.lifecycle import WRITABLE_STATES, role_of
 from handoff.domain.models import Handoff, HandoffStatus, HandoffType, ParticipantRole, Session
+from handoff.domain.note import parse_note
 from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
 from handoff.errors import InvalidInput, InvalidState
 from handoff.services.ports import Cache, Clock, NoRetry, Retrier, UnitOfWork, UnitOfWorkFactory
 from handoff.services.read_cache import ReadCache
 from handoff.services.transitions import expire_if_due, next_expiry, reactivate_if_dormant, record_event
+
+# How much of the newest history a brief may quote: enough to fill a large budget, bounded so a
+# handoff reads the same few rows whether the session holds 1,000 or 1,000,000 entries.
+TAIL_ENTRIES = 60
+TAIL_EXCERPT_CHARS = 1_500
 
 # Higher wins: a handoff never demotes an agent that already holds more rights.
 _RANK = {
@@ -57,11 +63,13 @@ class HandoffService:
         handoff_type: str,
         request_data: Any,
         token_budget: int | None,
+        note: Any = None,
     ) -> HandoffView:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         target = validate_agent(target_agent, field="target_agent", max_length=self._limits.max_key_length)
         kind = parse_handoff_type(handoff_type)
         data = validate_metadata(request_data, field="request_data", max_bytes=self._limits.max_metadata_bytes)
+        agent_note = parse_note(note)
         budget = self._brief.default_token_budget if token_budget is None else token_budget
         if not MIN_TOKEN_BUDGET <= budget <= self._brief.max_token_budget:
             raise InvalidInput(
@@ -89,6 +97,11 @@ class HandoffService:
 
             digest = session.digest or Digest()
             handoff_id = uuid.uuid4().hex
+            # The newest history, read backwards on the sequence index and cut by the database:
+            # the cost stays flat however long the session is.
+            tail = await uow.entries.list_tail(
+                session.id, up_to=session.entry_count, limit=TAIL_ENTRIES, excerpt_chars=TAIL_EXCERPT_CHARS
+            )
             rendered = render_brief(
                 digest,
                 BriefContext(
@@ -98,8 +111,10 @@ class HandoffService:
                     handoff_type=kind,
                     request_data=data,
                     up_to_sequence=session.entry_count,
+                    note=agent_note,
                 ),
                 budget,
+                tail,
             )
             handoff = Handoff(
                 handoff_id=handoff_id,
@@ -110,6 +125,7 @@ class HandoffService:
                 handoff_type=kind,
                 status=HandoffStatus.PENDING,
                 request_data=data,
+                note=agent_note.to_dict() if agent_note else None,
                 brief=rendered.text,
                 summary=rendered.summary,
                 instructions=render_instructions(
@@ -124,6 +140,28 @@ class HandoffService:
             await uow.commit()
         await self._read_cache.remember_handoff(handoff)
         return HandoffView(handoff, handoff_resources(key, handoff_id))
+
+    async def preview(self, session_key: str, token_budget: int) -> str:
+        """What a brief would say now, without handing anything off (for the prepare_handoff prompt)."""
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+
+        async def read() -> str:
+            async with self._uow(write=False) as uow:
+                session = await uow.sessions.get(key, with_digest=True)
+                tail = await uow.entries.list_tail(
+                    session.id, up_to=session.entry_count, limit=TAIL_ENTRIES, excerpt_chars=TAIL_EXCERPT_CHARS
+                )
+            ctx = BriefContext(
+                session_key=key,
+                source_agent=session.owner_agent,
+                target_agent="(the next agent)",
+                handoff_type=HandoffType.CONTEXT_TRANSFER,
+                request_data={},
+                up_to_sequence=session.entry_count,
+            )
+            return render_brief(session.digest or Digest(), ctx, token_budget, tail).text
+
+        return await self._retry.call(read)
 
     async def count_by_type_and_status(self) -> dict[tuple[str, str], int]:
         """Handoffs per (handoff_type, status), for metrics (one read; empty combinations left out)."""

@@ -13,6 +13,7 @@ from handoff.domain.digest import Digest
 from handoff.domain.models import (
     ContextEntry,
     ContextType,
+    EntryExcerpt,
     Handoff,
     HandoffStatus,
     HandoffType,
@@ -119,6 +120,10 @@ class EntryRepository(Protocol):
         limit: int,
         context_types: Sequence[ContextType] | None,
     ) -> list[ContextEntry]: ...
+
+    async def list_tail(self, session_id: int, *, up_to: int, limit: int, excerpt_chars: int) -> list[EntryExcerpt]:
+        """The newest `limit` entries up to `up_to`, newest first, each cut to its head and tail."""
+        ...
 
 
 class HandoffRepository(Protocol):

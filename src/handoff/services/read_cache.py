@@ -109,6 +109,7 @@ def _handoff_to(h: Handoff) -> dict[str, Any]:
         "handoff_type": h.handoff_type.value,
         "status": h.status.value,
         "request_data": h.request_data,
+        "note": h.note,
         "brief": h.brief,
         "summary": h.summary,
         "instructions": h.instructions,

@@ -13,6 +13,7 @@ from handoff.domain.digest import Digest
 from handoff.domain.models import (
     ContextEntry,
     ContextType,
+    EntryExcerpt,
     Handoff,
     HandoffStatus,
     HandoffType,
@@ -335,6 +336,48 @@ class SqlEntryRepository:
         rows = await self._db.fetch_mappings(query)
         return [_entry(r) for r in rows]
 
+    async def list_tail(self, session_id: int, *, up_to: int, limit: int, excerpt_chars: int) -> list[EntryExcerpt]:
+        # Walks the (session_id, sequence_number) unique index backwards; the database cuts the
+        # content, so an 8 MiB entry costs its head and tail, never its whole body.
+        c = context_entries.c
+        length = sa.func.length(c.content)
+        query = (
+            sa.select(
+                c.sequence_number,
+                c.context_type,
+                c.agent,
+                c.meta,
+                c.content_codec,
+                length.label("content_chars"),
+                sa.func.substr(c.content, 1, 2 * excerpt_chars).label("head"),
+                sa.case(
+                    (length > 2 * excerpt_chars, sa.func.substr(c.content, length - excerpt_chars + 1, excerpt_chars)),
+                    else_="",
+                ).label("tail"),
+            )
+            .where(c.session_id == session_id, c.sequence_number <= up_to)
+            .order_by(c.sequence_number.desc())
+            .limit(limit)
+        )
+        excerpts = []
+        for r in await self._db.fetch_mappings(query):
+            chars = int(r["content_chars"] or 0)
+            head = str(r["head"] or "")
+            if r["content_codec"] != "plain":
+                head, chars = "(archived: content packed)", 0
+            excerpts.append(
+                EntryExcerpt(
+                    sequence_number=int(r["sequence_number"]),
+                    context_type=ContextType(r["context_type"]),
+                    agent=r["agent"],
+                    metadata=dict(r["meta"] or {}),
+                    head=head[:excerpt_chars] if chars > 2 * excerpt_chars else head,
+                    tail=str(r["tail"] or ""),
+                    content_chars=chars,
+                )
+            )
+        return excerpts
+
 
 class SqlHandoffRepository:
     def __init__(self, db: Db) -> None:
@@ -350,6 +393,7 @@ class SqlHandoffRepository:
                 handoff_type=handoff.handoff_type.value,
                 status=handoff.status.value,
                 request_data=handoff.request_data,
+                note=handoff.note,
                 brief=handoff.brief,
                 summary=handoff.summary,
                 instructions=handoff.instructions,
@@ -473,6 +517,7 @@ def _handoff(row: Any) -> Handoff:
         handoff_type=HandoffType(row["handoff_type"]),
         status=HandoffStatus(row["status"]),
         request_data=dict(row["request_data"] or {}),
+        note=dict(row["note"]) if row.get("note") else None,
         brief=row["brief"],
         summary=row["summary"],
         instructions=row["instructions"],

@@ -111,6 +111,8 @@ handoffs = sa.Table(
     sa.Column("handoff_type", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("request_data", Json, nullable=False),
+    # The source agent's own note (goal, state, decisions …), as validated; NULL when none was given.
+    sa.Column("note", Json, nullable=True),
     sa.Column("brief", sa.Text, nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("instructions", sa.Text, nullable=False),

@@ -1,0 +1,501 @@
+"""The rules that fold one entry into a session's digest.
+
+Explicit signals win (`metadata.kind`, `Decision:`/`TODO:` line markers, structured tool input),
+then what the text itself says: user requests and constraints, salient prose, commands with their
+exit status, test-runner verdicts, tracebacks, file actions, plans and to-do lists. Scans are
+bounded, so a multi-MiB tool output costs the same as a page of it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from handoff.domain.digest import (
+    FIRST_REQUEST_CHARS,
+    MAX_ANALYSES,
+    MAX_ANALYSIS_FILES,
+    MAX_ANALYSIS_SYMBOLS,
+    MAX_COMMANDS,
+    MAX_ERRORS,
+    MAX_FILES,
+    MAX_PENDING_CALLS,
+    MAX_PLAN_ITEMS,
+    MAX_RECENT_SALIENT,
+    MAX_REQUESTS,
+    MAX_RUNS,
+    MAX_TESTS,
+    MAX_TOOLS,
+    MAX_TOP_SALIENT,
+    REQUEST_CHARS,
+    SNIPPET_CHARS,
+    Digest,
+    Item,
+    Sentence,
+)
+from handoff.domain.models import ContextType
+from handoff.domain.plans import PlanItem, PlanUpdate, checklist, created_task_id, plan_update_of, status_of
+from handoff.domain.prose import clip, is_low_information, score_sentence, sentences
+from handoff.domain.testruns import BAD, TestRun, parse_test_output
+from handoff.domain.tooluse import (
+    ToolUse,
+    bash_blocks,
+    exit_code_in,
+    files_of_command,
+    last_error,
+    looks_like_tool_output,
+    read_tool_call,
+)
+
+_MARKERS: list[tuple[str, re.Pattern[str]]] = [
+    ("decision", re.compile(r"^\s*(?:[-*]\s*)?(?:decision|decided)\s*:\s*(.+)$", re.I)),
+    ("rejected", re.compile(r"^\s*(?:[-*]\s*)?(?:rejected|tried and rejected|won't do)\s*:\s*(.+)$", re.I)),
+    ("task", re.compile(r"^\s*(?:[-*]\s*)?(?:todo|open task|next)\s*:\s*(.+)$", re.I)),
+    ("task_done", re.compile(r"^\s*(?:[-*]\s*)?(?:done)\s*:\s*(.+)$", re.I)),
+]
+_EXPLICIT_KINDS = {"decision", "rejected", "task", "task_done", "request", "test_failure", "test_pass", "constraint"}
+_TASK_TAGS = re.compile(
+    r"<(pr_description|issue|issue_description|task|problem_statement|user_request|request)>\s*(.*?)\s*</\1>",
+    re.S | re.I,
+)
+_TEST_COMMAND = re.compile(
+    r"\b(?:py\.?test|runtests\.py|unittest|manage\.py test|bin/test|tox|nox|jest|vitest|mocha|"
+    r"(?:npm|yarn|pnpm|bun)(?: run)? test|go test|cargo (?:test|nextest)|mvn\b.*\b(?:test|verify)|"
+    r"gradlew? .*test|rspec|phpunit|dotnet test|make (?:test|check)|ctest|rake test|pytest)\b"
+)
+_ISSUE_BLOCK = re.compile(r"\bISSUE:\s*\n(.*?)\n\s*INSTRUCTIONS:", re.S)
+_INSTRUCTIONS = re.compile(
+    r"^\s*(?:INSTRUCTIONS:|<instructions>|#{1,3}\s*(?:Task |General )?Instructions\b|#{1,3}\s*Recommended Workflow|"
+    r"#{1,3}\s*Important Boundaries|<IMPORTANT>|<environment_details>)",
+    re.M | re.I,
+)
+_TASK_CATEGORIES = frozenset({"constraint", "rejected"})
+_INSTRUCTION_CATEGORIES = frozenset({"constraint"})
+_EXPLICIT_SCORE = 6.0
+_USER_ROLES = {"user", "human"}
+_SYSTEM_ROLES = {"system", "developer"}
+
+
+def fold(
+    digest: Digest, *, seq: int, context_type: ContextType, content: str, metadata: dict[str, Any], agent: str
+) -> None:
+    kind = metadata.get("kind")
+    kind = kind if isinstance(kind, str) and kind in _EXPLICIT_KINDS else None
+    if context_type is ContextType.MESSAGE:
+        _message(digest, seq, content, metadata, agent, kind)
+    elif context_type is ContextType.FILE:
+        _file(digest, seq, content, metadata)
+    elif context_type is ContextType.TOOL_CALL:
+        _tool_call(digest, seq, content, metadata)
+    else:
+        _system(digest, seq, content, metadata)
+    if kind is not None and kind != "request":
+        _explicit(digest, kind, seq, content, agent)
+
+
+# -- messages ------------------------------------------------------------------------------------
+def _role(metadata: dict[str, Any], agent: str) -> str:
+    role = metadata.get("role")
+    if isinstance(role, str) and role.strip():
+        return role.strip().lower()[:40]
+    return "user" if agent.lower() in _USER_ROLES else ""
+
+
+def _message(digest: Digest, seq: int, content: str, metadata: dict[str, Any], agent: str, kind: str | None) -> None:
+    role = _role(metadata, agent)
+    if role in _USER_ROLES and looks_like_tool_output(content):
+        # mini-swe-agent / SWE-agent: the environment answers in the "user" turn.
+        _tool_output(digest, seq, ToolUse(output=content, exit_code=exit_code_in(content)), None)
+        return
+    if role in ("tool", "function", "ipython", "observation"):
+        _tool_call(digest, seq, content, metadata)
+        return
+    if role in _SYSTEM_ROLES:
+        _system(digest, seq, content, metadata)
+        return
+    is_user = role in _USER_ROLES or kind == "request"
+    first = False
+    if is_user:
+        first = _user_message(digest, seq, content, agent)
+    else:
+        for block in bash_blocks(content)[-1:]:
+            # An agent that runs commands by writing them (mini-swe-agent): the next output is theirs.
+            _command(digest, seq, ToolUse(tool="bash", command=_one_line(block), files=files_of_command(block)))
+    plan = checklist(content)
+    if plan:
+        _apply_plan(digest, seq, PlanUpdate(replace=plan))
+    if not first:
+        _prose(digest, seq, content, "user" if is_user else role or "assistant")
+    _markers(digest, seq, content, agent)
+
+
+def split_task(text: str) -> tuple[str, str]:
+    """The task in a first request, and the harness's instructions wrapped around it (if any)."""
+    head = text[:200_000]
+    tagged = _TASK_TAGS.search(head)
+    if tagged:
+        return tagged.group(2), head[: tagged.start()] + "\n" + head[tagged.end() :]
+    issue = _ISSUE_BLOCK.search(head)
+    if issue:
+        return issue.group(1), head[: issue.start(1)] + "\n" + head[issue.end(1) :]
+    if len(head) > 2_500 and (marker := _INSTRUCTIONS.search(head)) and marker.start() > 200:
+        return head[: marker.start()], head[marker.start() :]
+    return head, ""
+
+
+def _user_message(digest: Digest, seq: int, content: str, agent: str) -> bool:
+    """Record a user message; True when it was the first request (its prose is handled apart)."""
+    text = content.strip()
+    if digest.first_request is None:
+        task, instructions = split_task(text)
+        digest.first_request = Item(seq, clip(_tidy(task), FIRST_REQUEST_CHARS), agent)
+        digest.last_request = digest.first_request
+        digest.last_user = digest.first_request
+        # The task itself is shown whole; only its constraints and vetoes are worth a line of their
+        # own. A harness's instructions count for their constraints alone.
+        _prose(digest, seq, task, "user", only=_TASK_CATEGORIES)
+        if instructions.strip():
+            _prose(digest, seq, instructions, "instructions", only=_INSTRUCTION_CATEGORIES)
+        return True
+    item = Item(seq, clip(_tidy(text), REQUEST_CHARS), agent)
+    digest.last_user = item
+    if not text or is_low_information(text):
+        return False
+    digest.requests.append(item)
+    del digest.requests[:-MAX_REQUESTS]
+    digest.last_request = item
+    return False
+
+
+def _tidy(text: str) -> str:
+    """Whitespace folded per line, blank runs collapsed: prose keeps its line breaks."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def _prose(digest: Digest, seq: int, content: str, role: str, only: frozenset[str] | None = None) -> None:
+    seen = {s.text for s in digest.recent}
+    for text in sentences(content):
+        found = score_sentence(text, role, only)
+        if found is None or found.text in seen:
+            continue
+        seen.add(found.text)
+        _keep(digest, Sentence(seq, found.text, found.category, found.score, role))
+
+
+def _keep(digest: Digest, sentence: Sentence) -> None:
+    if sentence.score >= 1.5:
+        digest.recent.append(sentence)
+        del digest.recent[:-MAX_RECENT_SALIENT]
+    if any(s.text == sentence.text for s in digest.top):
+        return
+    digest.top.append(sentence)
+    if len(digest.top) > MAX_TOP_SALIENT:
+        # Drop the weakest; among equals the oldest, since later findings supersede earlier ones.
+        weakest = min(range(len(digest.top)), key=lambda i: (digest.top[i].score, digest.top[i].seq))
+        del digest.top[weakest]
+
+
+def _markers(digest: Digest, seq: int, content: str, agent: str) -> None:
+    if ":" not in content:
+        return
+    for line in content[:20_000].splitlines():
+        for kind, pattern in _MARKERS:
+            match = pattern.match(line)
+            if match:
+                _explicit(digest, kind, seq, match.group(1), agent)
+                break
+
+
+def _explicit(digest: Digest, kind: str, seq: int, text: str, agent: str) -> None:
+    text = clip(" ".join(text.split()), SNIPPET_CHARS)
+    if not text:
+        return
+    if kind in ("decision", "rejected", "constraint"):
+        digest.top = [s for s in digest.top if s.text != text]
+        _keep(digest, Sentence(seq, text, kind, _EXPLICIT_SCORE, "marker"))
+    elif kind in ("task", "task_done"):
+        _apply_plan(digest, seq, PlanUpdate(upsert=[PlanItem(text, "pending" if kind == "task" else "completed")]))
+    elif kind in ("test_failure", "test_pass"):
+        _set_test(digest, text, "failed" if kind == "test_failure" else "passed", seq, "")
+
+
+# -- tool calls ----------------------------------------------------------------------------------
+def _tool_call(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
+    use = read_tool_call(content, metadata)
+    name = use.tool or ("bash" if use.command else "(tool)")
+    if use.input is not None or (use.command and not use.output):
+        _command(digest, seq, use)
+        plan = plan_update_of(use.tool or "", use.input or {})
+        if plan is not None:
+            _apply_plan(digest, seq, plan)
+    elif use.command and use.output:
+        _command(digest, seq, use)
+    for path, action in use.files:
+        _touch_file(digest, path, action, seq)
+    if use.output is not None:
+        _tool_output(digest, seq, use, name)
+    else:
+        _count_tool(digest, name, seq, failed=bool(use.failed))
+
+
+def _command(digest: Digest, seq: int, use: ToolUse) -> None:
+    record = {"q": seq, "tool": (use.tool or "bash")[:60], "cmd": use.command or "", "exit": use.exit_code}
+    if use.call_id:
+        digest.pending[use.call_id] = record
+        while len(digest.pending) > MAX_PENDING_CALLS:
+            digest.pending.pop(next(iter(digest.pending)))
+    digest.last_command = record
+    for path, action in use.files:
+        _touch_file(digest, path, action, seq)
+    if use.command:
+        digest.commands.append(record)
+        del digest.commands[:-MAX_COMMANDS]
+
+
+def _tool_output(digest: Digest, seq: int, use: ToolUse, name: str | None) -> None:
+    output = use.output or ""
+    call = digest.pending.pop(use.call_id, None) if use.call_id else None
+    if call is None and not use.input and digest.last_command and seq - int(digest.last_command["q"]) <= 3:
+        call = digest.last_command
+    if call is not None and use.command and call.get("cmd") != use.command:
+        call = None
+    if call is None and use.command:
+        call = {"q": seq, "tool": (use.tool or "bash")[:60], "cmd": use.command, "exit": use.exit_code}
+        digest.commands.append(call)
+        del digest.commands[:-MAX_COMMANDS]
+    tool = name or (call or {}).get("tool") or "(tool)"
+    if call is not None:
+        call["exit"] = use.exit_code if use.exit_code is not None else (1 if use.failed else call.get("exit"))
+        call["out"] = seq
+        digest.last_command = None if call is digest.last_command else digest.last_command
+        _update_command(digest, call)
+        if tool == "TaskCreate" or (call.get("tool") == "TaskCreate"):
+            created = created_task_id(output)
+            if created:
+                for item in reversed(digest.plan):
+                    if not item.get("id"):
+                        item["id"] = created
+                        break
+    _count_tool(digest, tool, seq, failed=bool(use.failed))
+    command = str((call or {}).get("cmd", "")) or (use.command or "")
+    run = parse_test_output(output) if output else None
+    if run is not None:
+        _record_run(digest, seq, run, command, use.exit_code)
+    elif command and _TEST_COMMAND.search(command):
+        digest.test_command = {"q": seq, "cmd": command, "exit": use.exit_code}
+    if use.failed or (run is not None and not run.green) or "Traceback (most recent call last)" in output[-200_000:]:
+        error = last_error(output)
+        if error:
+            _record_error(digest, seq, error, command)
+    elif use.failed is False and command:
+        # A command that now succeeds clears the error it used to raise.
+        digest.errors = [e for e in digest.errors if e.get("cmd") != command]
+
+
+def _update_command(digest: Digest, call: dict[str, Any]) -> None:
+    for record in reversed(digest.commands):
+        if record.get("q") == call.get("q") and record.get("cmd") == call.get("cmd"):
+            record.update(call)
+            return
+
+
+def _count_tool(digest: Digest, name: str, seq: int, *, failed: bool) -> None:
+    info = digest.tools.pop(name[:60], {"count": 0, "errors": 0})
+    info["count"] = info.get("count", 0) + 1
+    info["errors"] = info.get("errors", 0) + int(failed)
+    info["last_seq"] = seq
+    digest.tools[name[:60]] = info
+    while len(digest.tools) > MAX_TOOLS:
+        digest.tools.pop(next(iter(digest.tools)))
+
+
+def _record_run(digest: Digest, seq: int, run: TestRun, command: str, exit_code: int | None) -> None:
+    for outcome in run.outcomes.values():
+        _set_test(digest, outcome.test, outcome.status.value, seq, outcome.detail)
+    if run.green:
+        # A whole green run: whatever failed before passes now, as far as anyone can tell.
+        for info in digest.tests.values():
+            if info.get("s") in ("failed", "error"):
+                info.update({"s": "passed", "q": seq})
+    summary = run.summary or _outcome_summary(run)
+    digest.runs.append(
+        {
+            "q": seq,
+            "runner": run.runner,
+            "summary": clip(summary, 200),
+            "green": run.green,
+            "failed": run.bad_count,
+            "cmd": command[:300],
+        }
+    )
+    del digest.runs[:-MAX_RUNS]
+    digest.test_command = {"q": seq, "cmd": command[:300], "exit": exit_code}
+
+
+def _outcome_summary(run: TestRun) -> str:
+    bad = sum(1 for o in run.outcomes.values() if o.status in BAD)
+    good = sum(1 for o in run.outcomes.values() if o.status.value == "passed")
+    return f"{good} passed, {bad} failed (listed)"
+
+
+def _set_test(digest: Digest, test: str, status: str, seq: int, detail: str) -> None:
+    test = test[:SNIPPET_CHARS]
+    info = digest.tests.pop(test, None) or {"s": status, "q": seq, "d": "", "f": 0}
+    info["s"], info["q"] = status, seq
+    if detail:
+        info["d"] = clip(detail, 240)
+    if status in ("failed", "error"):
+        info["f"] = seq
+    digest.tests[test] = info
+    while len(digest.tests) > MAX_TESTS:
+        # Evict passing tests first (oldest first), then the oldest failure.
+        victim = next((t for t, i in digest.tests.items() if i.get("s") not in ("failed", "error")), None)
+        digest.tests.pop(victim if victim is not None else next(iter(digest.tests)))
+
+
+def _record_error(digest: Digest, seq: int, error: str, command: str) -> None:
+    digest.errors = [e for e in digest.errors if e.get("text") != error]
+    digest.errors.append({"q": seq, "text": error, "cmd": command[:200]})
+    del digest.errors[:-MAX_ERRORS]
+
+
+# -- plans ---------------------------------------------------------------------------------------
+def _apply_plan(digest: Digest, seq: int, update: PlanUpdate) -> None:
+    if update.plan_text:
+        digest.plan_text = Item(seq, update.plan_text, "")
+    if update.explanation:
+        digest.plan_note = update.explanation
+    if update.replace is not None and update.replace:
+        digest.plan = [{"id": i.item_id, "text": i.text, "status": i.status, "seq": seq} for i in update.replace]
+    for item in update.upsert or []:
+        existing = _find_plan_item(digest, item)
+        if existing is not None:
+            existing["status"] = item.status
+            existing["seq"] = seq
+            if item.text:
+                existing["text"] = item.text
+        elif item.text:
+            item_id = item.item_id
+            if not item_id and item.status == "pending":
+                digest.tasks_created += 1
+            digest.plan.append({"id": item_id, "text": item.text, "status": item.status, "seq": seq})
+    if len(digest.plan) > MAX_PLAN_ITEMS:
+        done = [p for p in digest.plan if p.get("status") not in ("pending", "in_progress")]
+        while len(digest.plan) > MAX_PLAN_ITEMS and done:
+            digest.plan.remove(done.pop(0))
+        del digest.plan[:-MAX_PLAN_ITEMS]
+
+
+def _find_plan_item(digest: Digest, item: PlanItem) -> dict[str, Any] | None:
+    for existing in digest.plan:
+        if item.item_id and existing.get("id") == item.item_id:
+            return existing
+    wanted = _norm(item.text)
+    if wanted:
+        for existing in digest.plan:
+            if _norm(str(existing.get("text", ""))) == wanted:
+                return existing
+    return None
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().rstrip(".…").split())
+
+
+# -- files, system entries ------------------------------------------------------------------------
+def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
+    summary = metadata.get("summary")
+    if metadata.get("kind") == "analysis" and isinstance(summary, dict):
+        _absorb_analysis(digest, seq, metadata, summary)
+        return
+    path = _first_str(metadata, "path", "file_path", "file", "filename")
+    action = _first_str(metadata, "action", "operation", "change_type") or "touched"
+    if path is None:
+        from handoff.domain.tooluse import files_of_patch
+
+        found = files_of_patch(content) if ("+++ " in content[:20_000] or "*** " in content[:2000]) else []
+        for found_path, found_action in found:
+            _touch_file(digest, found_path, found_action, seq)
+        if found:
+            return
+        path = "(unnamed file)"
+    _touch_file(digest, path, action, seq)
+
+
+def _touch_file(digest: Digest, path: str, action: str, seq: int) -> None:
+    path = path.strip()[:300]
+    if not path:
+        return
+    info = digest.files.pop(path, None) or {"a": action, "q": seq, "n": 0, "h": []}
+    if action == "read" and info["n"] and info.get("a") != "read":
+        # Reading a file after changing it does not change what happened to it.
+        digest.files[path] = info
+        return
+    info["a"], info["q"], info["n"] = action, seq, int(info.get("n", 0)) + 1
+    history = [h for h in info.get("h", []) if h[0] != action]
+    history.append([action, seq])
+    info["h"] = history[-4:]
+    digest.files[path] = info  # re-inserted last: dict order is recency order
+    while len(digest.files) > MAX_FILES:
+        victim = next((p for p, i in digest.files.items() if i.get("a") == "read"), None)
+        digest.files.pop(victim if victim is not None else next(iter(digest.files)))
+
+
+def _system(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
+    _markers(digest, seq, content, "")
+    run = parse_test_output(content) if content else None
+    if run is not None:
+        _record_run(digest, seq, run, "", None)
+    plan = checklist(content)
+    if plan:
+        _apply_plan(digest, seq, PlanUpdate(replace=plan))
+    if metadata.get("kind") in ("summary", "compaction", "compact_summary") or metadata.get("compaction"):
+        _prose(digest, seq, content, "assistant")
+
+
+def _absorb_analysis(digest: Digest, seq: int, metadata: dict[str, Any], summary: dict[str, Any]) -> None:
+    """An analyze_codebase result: which files were analysed and their key symbols."""
+
+    def strings(key: str, cap: int) -> list[str]:
+        value = summary.get(key)
+        return [str(v)[:SNIPPET_CHARS] for v in value[:cap]] if isinstance(value, list) else []
+
+    languages = summary.get("languages")
+    count = summary.get("file_count")
+    errors = summary.get("error_count")
+    digest.analyses.append(
+        {
+            "seq": seq,
+            "analysis_type": str(metadata.get("analysis_type", "analysis"))[:40],
+            "files": strings("files", MAX_ANALYSIS_FILES),
+            "file_count": count if isinstance(count, int) else len(strings("files", 1000)),
+            "languages": {str(k)[:40]: v for k, v in languages.items() if isinstance(v, int)}
+            if isinstance(languages, dict)
+            else {},
+            "top_symbols": strings("top_symbols", MAX_ANALYSIS_SYMBOLS),
+            "error_count": errors if isinstance(errors, int) else 0,
+        }
+    )
+    del digest.analyses[:-MAX_ANALYSES]
+
+
+def _first_str(metadata: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:300]
+    return None
+
+
+def _one_line(command: str) -> str:
+    lines = [line.strip() for line in command.strip().splitlines() if line.strip()]
+    text = " ⏎ ".join(lines[:3]) + (" …" if len(lines) > 3 else "")
+    return text[:300]
+
+
+__all__ = ["fold", "status_of"]
