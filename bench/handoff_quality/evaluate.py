@@ -72,15 +72,36 @@ def load_cases(root: Path = CASES) -> list[Case]:
     return cases
 
 
+def _reading_noise(count: int) -> list[list[Captured]]:
+    """What agents do between the steps that matter: read files. Real files, so real text."""
+    sources = sorted((Path(__file__).resolve().parents[2] / "src" / "handoff").rglob("*.py"))
+    noise = []
+    for i in range(count):
+        path = sources[(7 * i) % len(sources)]
+        rel = path.relative_to(path.parents[2])
+        body = "\n".join(path.read_text().splitlines()[:90])
+        noise.append(
+            [
+                Captured(f"n{i}c", "tool_call", f"$ sed -n '1,90p' {rel}", {"tool": "bash", "phase": "call"}),
+                Captured(f"n{i}o", "tool_call", body, {"tool": "bash", "phase": "result", "exit_code": 0}),
+            ]
+        )
+    return noise
+
+
 def load_scenarios(root: Path = SCENARIOS) -> list[Case]:
-    """Hand-written sessions: update_context calls as JSON, with their facts."""
+    """Hand-written sessions (update_context calls as JSON, with their facts), with the file reading
+    agents do between steps interleaved, so the session is longer than any budget."""
     cases = []
     for path in sorted(root.glob("*.json")):
         data = json.loads(path.read_text())
-        entries = [
-            Captured(str(i), e["context_type"], e["content"], e.get("metadata", {}), e.get("agent"))
-            for i, e in enumerate(data["entries"])
-        ]
+        scripted = data["entries"]
+        noise = _reading_noise(2 * len(scripted))
+        entries: list[Captured] = []
+        for i, e in enumerate(scripted):
+            entries.append(Captured(str(i), e["context_type"], e["content"], e.get("metadata", {}), e.get("agent")))
+            if i < len(scripted) - 1:
+                entries.extend(noise[2 * i] + noise[2 * i + 1])
         facts = [Fact(f["id"], f["what"], f["all_of"]) for f in data["facts"]]
         cases.append(Case(path.stem, "hand-written", entries, facts))
     return cases
@@ -171,3 +192,14 @@ def summarise(scores: list[Score]) -> dict[str, Any]:
         row["brief"].append(s.brief)
         row["tail"].append(s.tail)
     return {k: {m: round(sum(v) / len(v), 3) for m, v in row.items()} for k, row in table.items()}
+
+
+BASELINE = Path(__file__).parent / "baseline.json"
+
+
+def measure() -> dict[str, Any]:
+    """Mean recall of the brief and of the tail per mode@budget, real cases and scenarios."""
+    cases = load_cases()
+    scores = [s for case in cases for mode in ("import", "plain") for s in score_case(case, mode)]
+    scenario_scores = [s for case in load_scenarios() for s in score_case(case, "import")]
+    return {"real": summarise(scores), "scenarios": summarise(scenario_scores)}

@@ -1,17 +1,29 @@
 """Print brief recall against tail truncation for every case and budget.
 
-    .venv/bin/python bench/handoff_quality/run.py [--cases DIR] [--verbose] [--show CASE@BUDGET]
+.venv/bin/python bench/handoff_quality/run.py [--cases DIR] [--verbose] [--show CASE@BUDGET]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from evaluate import BUDGETS, CASES, brief, fold, load_cases, load_scenarios, plain, score_case, summarise  # noqa: E402
+from evaluate import (
+    BASELINE,
+    CASES,
+    brief,
+    fold,
+    load_cases,
+    load_scenarios,
+    measure,
+    plain,
+    score_case,
+    summarise,
+)
 
 
 def main() -> int:
@@ -20,7 +32,12 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="list missed facts per case")
     parser.add_argument("--show", help="print the brief for CASE@BUDGET[@plain]")
     parser.add_argument("--only", help="only cases whose name contains this")
+    parser.add_argument("--write-baseline", action="store_true", help="record today's scores as the floor tests hold")
     args = parser.parse_args()
+    if args.write_baseline:
+        BASELINE.write_text(json.dumps(measure(), indent=2, sort_keys=True) + "\n")
+        print(f"wrote {BASELINE}")
+        return 0
     cases = [c for c in load_cases(args.cases) if not args.only or args.only in c.name]
     if args.show:
         name, budget, *mode = args.show.split("@")
@@ -35,7 +52,9 @@ def main() -> int:
             for s in score_case(case, mode):
                 scores.append(s)
                 if args.verbose:
-                    print(f"{case.name:34} {mode:6} {s.budget:5}  brief {s.brief:.2f}  tail {s.tail:.2f}  missed {s.missed}")
+                    print(
+                        f"{case.name:34} {mode:6} {s.budget:5}  brief {s.brief:.2f}  tail {s.tail:.2f}  missed {s.missed}"
+                    )
     print(f"\n{len(cases)} real cases, {sum(len(c.facts) for c in cases)} facts")
     print(f"{'mode@budget':16} {'brief':>6} {'tail':>6} {'gain':>6}")
     for key, row in summarise(scores).items():

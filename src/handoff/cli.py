@@ -20,6 +20,7 @@ import handoff
 from handoff.config import Settings
 from handoff.container import Container
 from handoff.errors import HandoffError
+from handoff.importer import add_commands as add_capture_commands
 from handoff.logs import configure_logging, get_logger
 from handoff.observability.tracing import Tracing, configure_tracing, parse_headers
 
@@ -67,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--job")
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(run=_jobs_runs)
+
+    add_capture_commands(commands)
 
     sessions = commands.add_parser("sessions", help="Inspect sessions.")
     sub = sessions.add_subparsers(dest="sessions_command", required=True)

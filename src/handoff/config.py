@@ -5,11 +5,12 @@ Loaded once by the CLI (or a test) and passed down; nothing reads the environmen
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -123,6 +124,23 @@ class TracingSettings(BaseModel):
     export_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class RedactionSettings(BaseModel):
+    enabled: bool = Field(default=True, description="Replace secrets with [REDACTED:kind] before storing anything.")
+    extra_patterns: list[str] = Field(
+        default_factory=list, description="More regular expressions whose matches are redacted (kind `custom`)."
+    )
+
+    @field_validator("extra_patterns")
+    @classmethod
+    def _compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"extra pattern {pattern!r} is not a valid regular expression: {error}") from None
+        return patterns
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -146,6 +164,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
     # Short, documented names from SPEC.md; they win over the nested form when set.
     database_url: SecretStr | None = None

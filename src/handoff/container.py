@@ -20,11 +20,13 @@ from handoff.errors import DatabaseUnavailable
 from handoff.jobs.runner import JobRunner
 from handoff.logs import get_logger
 from handoff.observability import InstrumentedCache, InstrumentedUnitOfWorkFactory, Metrics
+from handoff.redaction import Redactor
 from handoff.resilience import CircuitBreaker, TransientRetry
 from handoff.services.analysis import AnalysisService
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
+from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
@@ -76,6 +78,7 @@ class Container:
     sessions: SessionService
     context: ContextService
     handoffs: HandoffService
+    imports: ImportService
     health: HealthService
     analysis: AnalysisService
     lifecycle: LifecycleService
@@ -123,8 +126,13 @@ class Container:
             )
         )
         cache = InstrumentedCache(build_cache(settings.cache))
-        sessions = SessionService(guarded, clock, settings.limits, settings.lifecycle, retry)
-        context = ContextService(guarded, clock, settings.limits, retry, cache)
+        redactor = Redactor(
+            enabled=settings.redaction.enabled,
+            extra_patterns=settings.redaction.extra_patterns,
+            on_redacted=metrics.record_redactions,
+        )
+        sessions = SessionService(guarded, clock, settings.limits, settings.lifecycle, retry, redactor)
+        context = ContextService(guarded, clock, settings.limits, retry, cache, redactor)
         a = settings.analysis.limits
         analyzer = SubprocessAnalyzer(
             settings.analysis.roots,
@@ -140,7 +148,7 @@ class Container:
         )
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
         lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
-        handoffs = HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache)
+        handoffs = HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache, redactor)
         health = HealthService(DatabaseProbe(engine), cache)
         capacity = 4 if is_sqlite(engine) else db.pool_size + db.max_overflow  # SQLite: engine.py's 2 + 2
         metrics.watch_pool("main", engine.pool, capacity=capacity)
@@ -165,6 +173,7 @@ class Container:
             context=context,
             analysis=AnalysisService(analyzer, context, sessions, settings.limits),
             handoffs=handoffs,
+            imports=ImportService(guarded, clock, sessions, context),
             health=health,
             metrics=metrics,
             clock=clock,

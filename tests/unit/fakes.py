@@ -22,6 +22,7 @@ from handoff.domain.models import (
     ContextType,
     EntryExcerpt,
     Handoff,
+    ImportCursor,
     LifecycleEvent,
     NewEntry,
     Participant,
@@ -57,6 +58,7 @@ class State:
     entries: dict[int, list[ContextEntry]] = field(default_factory=dict)
     handoffs: dict[str, Handoff] = field(default_factory=dict)
     events: list[LifecycleEvent] = field(default_factory=list)
+    imports: dict[tuple[int, str], ImportCursor] = field(default_factory=dict)
     next_session_id: int = 1
 
 
@@ -147,12 +149,12 @@ class FakeSessionRepository:
         return [copy.deepcopy(s) for s in rows[:limit]]
 
     async def record_append(
-        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
+        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest, count: int = 1
     ) -> int:
         stored = self._state.sessions[session.id]
         self._state.digests[session.id] = digest.to_json()
         session.digest = digest
-        stored.entry_count += 1
+        stored.entry_count += count
         stored.content_bytes += added_bytes
         stored.last_activity_at = stored.updated_at = now
         stored.expires_at = expires_at
@@ -201,6 +203,16 @@ class FakeSessionRepository:
 class FakeEntryRepository:
     def __init__(self, state: State) -> None:
         self._state = state
+
+    async def add_many(
+        self, session_id: int, first_sequence: int, entries: Sequence[NewEntry], *, now: datetime
+    ) -> None:
+        for offset, entry in enumerate(entries):
+            await self.add(session_id, first_sequence + offset, entry, now=now)
+
+    async def existing_keys(self, session_id: int, keys: Sequence[str]) -> set[str]:
+        held = {r.idempotency_key for r in self._state.entries.get(session_id, [])}
+        return {k for k in keys if k in held}
 
     async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
         rows = self._state.entries[session_id]
@@ -281,6 +293,17 @@ class FakeEventRepository:
         return [e for e in self._state.events if e.session_id == session_id][:limit]
 
 
+class FakeImportRepository:
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    async def find(self, session_id: int, source: str) -> ImportCursor | None:
+        return self._state.imports.get((session_id, source))
+
+    async def save(self, cursor: ImportCursor, *, now: datetime) -> None:
+        self._state.imports[(cursor.session_id, cursor.source)] = cursor
+
+
 class FakeUnitOfWork:
     sessions: FakeSessionRepository
     entries: FakeEntryRepository
@@ -301,6 +324,7 @@ class FakeUnitOfWork:
         self.entries = FakeEntryRepository(self._working)
         self.handoffs = FakeHandoffRepository(self._working)
         self.events = FakeEventRepository(self._working)
+        self.imports = FakeImportRepository(self._working)
         return self
 
     async def commit(self) -> None:

@@ -226,7 +226,7 @@ async def test_append_digest_feeds_the_brief(svc: Services) -> None:
     view = await svc.handoffs.request("s1", "bob", "context_transfer", {}, None)
     assert "> Please add caching" in view.handoff.brief
     assert "- (#2) use an LRU" in view.handoff.brief
-    assert "- (#2) measure hit rate" in view.handoff.brief
+    assert "- [ ] measure hit rate (#2)" in view.handoff.brief
     assert view.handoff.up_to_sequence == 2
 
 

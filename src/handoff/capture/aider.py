@@ -40,7 +40,9 @@ def read_aider(path: Path, report: ReadReport) -> Iterator[Captured]:
                 session += 1
                 if report.session_id is None:
                     report.session_id = "aider-" + re.sub(r"\W+", "-", match.group(1)).strip("-")
-                yield Captured(f"l{line_no}", "system", f"aider session started at {match.group(1)}", {"kind": "session_start"})
+                yield Captured(
+                    f"l{line_no}", "system", f"aider session started at {match.group(1)}", {"kind": "session_start"}
+                )
                 continue
             if in_fence:
                 this, text = "assistant", line
@@ -83,7 +85,12 @@ def _user(rid: str, text: str) -> Iterator[Captured]:
         command, _, rest = text.partition(" ")
         if command in _RUN_COMMANDS or text.startswith("!"):
             shell = rest if command != "!" and not text.startswith("!") else text.lstrip("!").strip()
-            yield Captured(rid, "tool_call", clean_text(f"$ {shell or command}"), {"tool": command.lstrip("/") or "run", "phase": "call", "command": shell[:300]})
+            yield Captured(
+                rid,
+                "tool_call",
+                clean_text(f"$ {shell or command}"),
+                {"tool": command.lstrip("/") or "run", "phase": "call", "command": shell[:300]},
+            )
         elif command in ("/ask", "/code", "/architect") and rest.strip():
             yield Captured(rid, "message", clean_text(rest.strip()), {"role": "user", "mode": command[1:]})
         else:
@@ -98,9 +105,19 @@ def _tool(rid: str, lines: list[str]) -> Iterator[Captured]:
         if match := _APPLIED.match(line):
             yield Captured(f"{rid}-{index}", "file", "", {"path": match.group(1), "action": "edited", "tool": "aider"})
         elif match := _UNDO.match(line):
-            yield Captured(f"{rid}-{index}", "system", f"undid commit {match.group(1)}: {match.group(2)}", {"kind": "undo", "commit": match.group(1)})
+            yield Captured(
+                f"{rid}-{index}",
+                "system",
+                f"undid commit {match.group(1)}: {match.group(2)}",
+                {"kind": "undo", "commit": match.group(1)},
+            )
         elif match := _COMMIT.match(line):
-            yield Captured(f"{rid}-{index}", "system", f"commit {match.group(1)}: {match.group(2)}", {"kind": "commit", "commit": match.group(1)})
+            yield Captured(
+                f"{rid}-{index}",
+                "system",
+                f"commit {match.group(1)}: {match.group(2)}",
+                {"kind": "commit", "commit": match.group(1)},
+            )
         else:
             other.append(line)
     text = "\n".join(other).strip()
@@ -123,4 +140,9 @@ def _edits(rid: str, lines: list[str]) -> Iterator[Captured]:
         divider = next((i for i, b in enumerate(body) if b.strip() == "======="), None)
         searched = body[:divider] if divider is not None else []
         action = "created" if divider is not None and not any(s.strip() for s in searched) else "edited"
-        yield Captured(f"{rid}-edit{index}", "file", clean_text("\n".join(body[:200])), {"path": path, "action": action, "tool": "aider", "proposed": True})
+        yield Captured(
+            f"{rid}-edit{index}",
+            "file",
+            clean_text("\n".join(body[:200])),
+            {"path": path, "action": action, "tool": "aider", "proposed": True},
+        )

@@ -14,6 +14,7 @@ sibling `agent-*.jsonl` files (1.0), merged here by timestamp.
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import json
 import re
@@ -21,9 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from handoff.capture.records import Captured, ReadReport, clean_text, text_of
+from handoff.capture.records import Captured, Position, ReadReport, clean_text, iter_jsonl, text_of
 
-_SKIPPED_TYPES = {"file-history-snapshot", "progress", "queue-operation", "permission-mode", "last-prompt", "attachment"}
+_SKIPPED_TYPES = {
+    "file-history-snapshot",
+    "progress",
+    "queue-operation",
+    "permission-mode",
+    "last-prompt",
+    "attachment",
+}
 _EDIT_TOOLS = {"Edit": "edited", "MultiEdit": "edited", "Write": "written", "NotebookEdit": "edited"}
 _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
 _IDE = re.compile(r"<(ide_opened_file|ide_selection|ide_diagnostics)>(.*?)</\1>", re.S)
@@ -37,12 +45,13 @@ _REJECTED = "The user doesn't want to proceed with this tool use"
 _MAX_INPUT_VALUE = 2_000
 
 
-def read_claude_code(path: Path, report: ReadReport) -> Iterator[Captured]:
+def read_claude_code(path: Path, report: ReadReport, starts: dict[str, Position] | None = None) -> Iterator[Captured]:
     report.agent_name = "claude-code"
     sources = [(path, None)]
     for sub in _subagent_files(path):
         sources.append((sub, sub.stem))
-    streams = [_records(p, agent_id, report) for p, agent_id in sources]
+    starts = starts or {}
+    streams = [_records(p, agent_id, report, starts.get(str(p), Position())) for p, agent_id in sources]
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: r[0])
     state = _State()
     for _, line_no, record, agent_id in merged:
@@ -74,26 +83,15 @@ def _first_session_id(path: Path) -> str | None:
     return None
 
 
-def _records(path: Path, agent_id: str | None, report: ReadReport) -> Iterator[tuple[str, int, dict[str, Any], str | None]]:
+def _records(
+    path: Path, agent_id: str | None, report: ReadReport, start: Position
+) -> Iterator[tuple[str, int, dict[str, Any], str | None]]:
     """(timestamp, line, record, subagent) for each parseable line; bad lines are reported."""
     last_ts = ""
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                report.records += 1
-                report.problem(line_no, f"{path.name}:{line_no}: not valid JSON (corrupt or truncated line)")
-                continue
-            if not isinstance(record, dict):
-                report.records += 1
-                report.problem(line_no, f"{path.name}:{line_no}: not a JSON object")
-                continue
-            stamp = record.get("timestamp")
-            last_ts = stamp if isinstance(stamp, str) and stamp >= last_ts else last_ts
-            yield last_ts, line_no, record, agent_id
+    for line_no, record in iter_jsonl(path, start, report):
+        stamp = record.get("timestamp")
+        last_ts = stamp if isinstance(stamp, str) and stamp >= last_ts else last_ts
+        yield last_ts, line_no, record, agent_id
 
 
 class _State:
@@ -103,7 +101,9 @@ class _State:
         self.summaries: set[str] = set()
 
 
-def _record(record: dict[str, Any], line_no: int, agent_id: str | None, state: _State, report: ReadReport) -> Iterator[Captured]:
+def _record(
+    record: dict[str, Any], line_no: int, agent_id: str | None, state: _State, report: ReadReport
+) -> Iterator[Captured]:
     report.records += 1
     kind = record.get("type")
     if record.get("sessionId") and report.session_id is None and agent_id is None:
@@ -112,6 +112,9 @@ def _record(record: dict[str, Any], line_no: int, agent_id: str | None, state: _
     if agent_id:
         uuid = f"{agent_id}:{uuid}"
     extra: dict[str, Any] = {"subagent": agent_id} if agent_id else {}
+    if record.get("isSidechain") is True and not agent_id:
+        extra = {"subagent": "sidechain"}  # 1.0.x wrote subagent turns into the main file
+    cwd = record.get("cwd") if isinstance(record.get("cwd"), str) else None
     if kind == "summary":
         text = str(record.get("summary", "")).strip()
         key = str(record.get("leafUuid") or text)
@@ -132,7 +135,7 @@ def _record(record: dict[str, Any], line_no: int, agent_id: str | None, state: _
         report.skipped += 1
         return
     if kind == "assistant":
-        yield from _assistant(message, uuid, state, report, extra)
+        yield from _assistant(message, uuid, state, report, extra, cwd)
     else:
         yield from _user(record, message, uuid, state, report, extra)
 
@@ -141,14 +144,21 @@ def _system(record: dict[str, Any], uuid: str, report: ReadReport, extra: dict[s
     subtype = str(record.get("subtype") or "")
     content = record.get("content")
     if subtype == "compact_boundary":
-        yield Captured(uuid, "system", "Conversation compacted here (earlier turns summarised).", {"kind": "compact_boundary", **extra})
+        yield Captured(
+            uuid,
+            "system",
+            "Conversation compacted here (earlier turns summarised).",
+            {"kind": "compact_boundary", **extra},
+        )
     elif subtype in ("informational", "api_error", "local_command") and isinstance(content, str) and content.strip():
         yield Captured(uuid, "system", clean_text(content[:4000]), {"kind": subtype, **extra})
     else:
         report.skipped += 1  # hook summaries, turn durations: bookkeeping
 
 
-def _assistant(message: dict[str, Any], uuid: str, state: _State, report: ReadReport, extra: dict[str, Any]) -> Iterator[Captured]:
+def _assistant(
+    message: dict[str, Any], uuid: str, state: _State, report: ReadReport, extra: dict[str, Any], cwd: str | None
+) -> Iterator[Captured]:
     content = message.get("content")
     message_id = str(message.get("id") or uuid)
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
@@ -172,15 +182,25 @@ def _assistant(message: dict[str, Any], uuid: str, state: _State, report: ReadRe
             name = str(block.get("name") or "tool")
             state.tool_names[call_id] = name
             data = block.get("input") if isinstance(block.get("input"), dict) else {}
-            yield _tool_use(rid, name, call_id, data, extra)
+            yield _tool_use(rid, name, call_id, data, extra, cwd)
         else:
             report.skipped += 0  # thinking / redacted_thinking: the model's scratchpad, not content
 
 
-def _tool_use(rid: str, name: str, call_id: str, data: dict[str, Any], extra: dict[str, Any]) -> Captured:
+def _relative(path: str, cwd: str | None) -> str:
+    """Paths under the session's working directory, as the project knows them."""
+    if cwd and path.startswith(cwd.rstrip("/") + "/"):
+        return path[len(cwd.rstrip("/")) + 1 :]
+    return path
+
+
+def _tool_use(
+    rid: str, name: str, call_id: str, data: dict[str, Any], extra: dict[str, Any], cwd: str | None
+) -> Captured:
     meta: dict[str, Any] = {"tool": name, "tool_use_id": call_id, "phase": "call", "input": _small(data), **extra}
     path = data.get("file_path") or data.get("notebook_path")
     if name in _EDIT_TOOLS and isinstance(path, str):
+        path = _relative(path, cwd)
         meta.update({"path": path, "action": "created" if name == "Write" else _EDIT_TOOLS[name]})
         return Captured(rid, "file", clean_text(_edit_text(name, data)), meta)
     if name == "Bash" and isinstance(data.get("command"), str):
@@ -200,11 +220,17 @@ def _edit_text(name: str, data: dict[str, Any]) -> str:
         parts = [f"MultiEdit {path}"]
         for edit in data["edits"][:20]:
             if isinstance(edit, dict):
-                parts.append(f"- {str(edit.get('old_string', ''))[:2000]}\n+ {str(edit.get('new_string', ''))[:2000]}")
+                parts.append(_diff(str(edit.get("old_string", "")), str(edit.get("new_string", ""))))
         return "\n".join(parts)
     if name == "NotebookEdit":
         return f"NotebookEdit {path} cell {data.get('cell_id', data.get('cell_number', ''))}\n{str(data.get('new_source', ''))[:20_000]}"
-    return f"Edit {path}\n- {str(data.get('old_string', ''))[:10_000]}\n+ {str(data.get('new_string', ''))[:10_000]}"
+    return f"Edit {path}\n" + _diff(str(data.get("old_string", "")), str(data.get("new_string", "")))
+
+
+def _diff(old: str, new: str) -> str:
+    """An Edit as a unified diff: what a reader (and the digest) expects a change to look like."""
+    lines = difflib.unified_diff(old[:20_000].splitlines(), new[:20_000].splitlines(), "before", "after", lineterm="")
+    return "\n".join(list(lines)[:400])
 
 
 def _small(data: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +275,12 @@ def _user(
 def _user_text(uuid: str, text: str, extra: dict[str, Any]) -> Iterator[Captured]:
     text = _REMINDER.sub("", text).strip()
     for match in _IDE.finditer(text):
-        yield Captured(f"{uuid}:ide", "system", clean_text(" ".join(match.group(2).split())[:2000]), {"kind": match.group(1), **extra})
+        yield Captured(
+            f"{uuid}:ide",
+            "system",
+            clean_text(" ".join(match.group(2).split())[:2000]),
+            {"kind": match.group(1), **extra},
+        )
     text = _IDE.sub("", text).strip()
     if not text:
         return
@@ -269,11 +300,18 @@ def _user_text(uuid: str, text: str, extra: dict[str, Any]) -> Iterator[Captured
             yield Captured(uuid, "system", clean_text(body[:4000]), {"kind": "local_command_output", **extra})
         return
     if bash := _BASH_INPUT.search(text):
-        yield Captured(uuid, "tool_call", clean_text(f"$ {bash.group(1).strip()}"), {"tool": "Bash", "phase": "call", "by": "user", **extra})
+        yield Captured(
+            uuid,
+            "tool_call",
+            clean_text(f"$ {bash.group(1).strip()}"),
+            {"tool": "Bash", "phase": "call", "by": "user", **extra},
+        )
         return
     if _BASH_OUTPUT.search(text):
         output = "\n".join(m.group(1) for m in _BASH_OUTPUT.finditer(text)).strip()
-        yield Captured(uuid, "tool_call", clean_text(output), {"tool": "Bash", "phase": "result", "by": "user", **extra})
+        yield Captured(
+            uuid, "tool_call", clean_text(output), {"tool": "Bash", "phase": "result", "by": "user", **extra}
+        )
         return
     if _INTERRUPTED.match(text):
         yield Captured(uuid, "system", text[:200], {"kind": "interrupted", **extra})

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from handoff.capture.records import Captured, ReadReport, clean_text, text_of
+from handoff.capture.records import Captured, Position, ReadReport, clean_text, iter_jsonl, text_of
 
 _INJECTED = re.compile(
     r"^\s*(?:<environment_context>|<user_instructions>|<permissions instructions>|<INSTRUCTIONS>|"
@@ -29,26 +29,15 @@ _EXIT_TEXT = re.compile(r"^(?:Process exited with code|Exit code:)\s*(-?\d+)", r
 _SKIPPED_PAYLOADS = {"reasoning", "ghost_snapshot", "compacted", "web_search_call", "local_shell_call_output"}
 
 
-def read_codex(path: Path, report: ReadReport) -> Iterator[Captured]:
+def read_codex(path: Path, report: ReadReport, starts: dict[str, Position] | None = None) -> Iterator[Captured]:
     report.agent_name = "codex"
     calls: dict[str, str] = {}
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            report.records += 1
-            try:
-                record = json.loads(line)
-            except ValueError:
-                report.problem(line_no, f"line {line_no}: not valid JSON (corrupt or truncated line)")
-                continue
-            if not isinstance(record, dict):
-                report.problem(line_no, f"line {line_no}: not a JSON object")
-                continue
-            if "payload" in record and isinstance(record.get("payload"), dict):
-                yield from _wrapped(record, line_no, calls, report)
-            else:
-                yield from _item(record, line_no, calls, report, legacy=True)
+    for line_no, record in iter_jsonl(path, (starts or {}).get(str(path), Position()), report):
+        report.records += 1
+        if "payload" in record and isinstance(record.get("payload"), dict):
+            yield from _wrapped(record, line_no, calls, report)
+        else:
+            yield from _item(record, line_no, calls, report, legacy=True)
 
 
 def _wrapped(record: dict[str, Any], line_no: int, calls: dict[str, str], report: ReadReport) -> Iterator[Captured]:
@@ -63,7 +52,9 @@ def _wrapped(record: dict[str, Any], line_no: int, calls: dict[str, str], report
         yield from _item(payload, line_no, calls, report, legacy=False)
         return
     if kind == "event_msg" and payload.get("type") == "turn_aborted":
-        yield Captured(f"l{line_no}", "system", f"turn aborted: {payload.get('reason', 'interrupted')}", {"kind": "interrupted"})
+        yield Captured(
+            f"l{line_no}", "system", f"turn aborted: {payload.get('reason', 'interrupted')}", {"kind": "interrupted"}
+        )
         return
     if kind == "compacted" and isinstance(payload.get("message"), str) and payload["message"].strip():
         yield Captured(f"l{line_no}", "system", clean_text(payload["message"]), {"kind": "compaction"})
@@ -72,7 +63,9 @@ def _wrapped(record: dict[str, Any], line_no: int, calls: dict[str, str], report
     report.skipped += 1
 
 
-def _item(item: dict[str, Any], line_no: int, calls: dict[str, str], report: ReadReport, *, legacy: bool) -> Iterator[Captured]:
+def _item(
+    item: dict[str, Any], line_no: int, calls: dict[str, str], report: ReadReport, *, legacy: bool
+) -> Iterator[Captured]:
     kind = item.get("type")
     if legacy and "instructions" in item and "id" in item and kind is None:
         report.session_id = report.session_id or str(item["id"])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from handoff.capture.records import Captured, ReadReport
+from handoff.capture.records import Captured, Position, ReadReport
 from handoff.errors import InvalidInput
 
 FORMATS = ("claude-code", "codex", "aider", "mini-swe-agent", "swe-agent")
@@ -97,22 +97,28 @@ def _format_of_record(record: dict[str, Any]) -> str | None:
         return "claude-code"
     if "instructions" in record and "id" in record and "timestamp" in record:
         return "codex"  # the legacy rollout header
-    if record.get("record_type") == "state" or (kind in ("message", "function_call", "reasoning") and "payload" not in record):
+    if record.get("record_type") == "state" or (
+        kind in ("message", "function_call", "reasoning") and "payload" not in record
+    ):
         return "codex"
     return None
 
 
-def read_log(path: Path, fmt: str, report: ReadReport) -> Iterator[Captured]:
-    """Entries of a log in a known format, streamed where the format allows it."""
+def read_log(path: Path, fmt: str, report: ReadReport, starts: dict[str, Position] | None = None) -> Iterator[Captured]:
+    """Entries of a log in a known format, streamed where the format allows it.
+
+    JSON-lines formats resume at `starts` (per file) and report where they stopped; the others
+    are read whole (re-imported records are skipped by their ids).
+    """
     report.format = fmt
     if fmt == "claude-code":
         from handoff.capture.claude_code import read_claude_code
 
-        yield from read_claude_code(path, report)
+        yield from read_claude_code(path, report, starts)
     elif fmt == "codex":
         from handoff.capture.codex import read_codex
 
-        yield from read_codex(path, report)
+        yield from read_codex(path, report, starts)
     elif fmt == "aider":
         from handoff.capture.aider import read_aider
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Anything bigger is cut (head and tail kept): a log line can hold a whole build log.
@@ -31,6 +35,14 @@ class Problem:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where reading a file stopped: the byte after the last complete line, and that line's number."""
+
+    offset: int = 0
+    line: int = 0
+
+
 @dataclass(slots=True)
 class ReadReport:
     """What a reader saw besides entries: the log's own session id, skipped records, problems."""
@@ -41,6 +53,8 @@ class ReadReport:
     skipped: int = 0
     problems: list[Problem] = field(default_factory=list)
     agent_name: str | None = None
+    # Per file read: where the next read resumes (JSON-lines formats only).
+    positions: dict[str, Position] = field(default_factory=dict)
 
     def problem(self, line: int, reason: str) -> None:
         self.skipped += 1
@@ -77,3 +91,47 @@ def text_of(content: Any) -> str:
                 parts.append(block["text"])
         return "\n".join(parts)
     return str(content)
+
+
+FINGERPRINT_BYTES = 4096
+
+
+def fingerprint(path: Path) -> str:
+    """A hash of the file's first bytes: a log replaced by another file starts over."""
+    with path.open("rb") as handle:
+        return hashlib.sha256(handle.read(FINGERPRINT_BYTES)).hexdigest()
+
+
+def iter_jsonl(path: Path, start: Position, report: ReadReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each JSON object line from `start` on.
+
+    A last line without its newline may still be being written: it is read when it parses, and
+    otherwise left for the next read (the position stops before it) instead of being reported.
+    Bad lines are reported with their numbers and skipped; reading goes on.
+    """
+    offset, line_no = start.offset, start.line
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            complete = raw.endswith(b"\n")
+            text = raw.decode("utf-8", "replace").strip()
+            try:
+                record = json.loads(text) if text else None
+            except ValueError:
+                if not complete:
+                    break  # a line still being written: resume here next time
+                line_no += 1
+                offset += len(raw)
+                report.records += 1
+                report.problem(line_no, f"{path.name}:{line_no}: not valid JSON (corrupt or truncated line)")
+                continue
+            line_no += 1
+            offset += len(raw)
+            if record is None:
+                continue
+            if not isinstance(record, dict):
+                report.records += 1
+                report.problem(line_no, f"{path.name}:{line_no}: not a JSON object")
+                continue
+            yield line_no, record
+    report.positions[str(path)] = Position(offset, line_no)

@@ -78,7 +78,9 @@ def _mini_messages(messages: list[Any], report: ReadReport) -> Iterator[Captured
                 yield Captured(rid, "message", text, {"role": "user"})
         elif role == "exit":
             status = extra.get("exit_status") or "exit"
-            yield Captured(rid, "system", f"run ended: {status}\n{text[:4000]}", {"kind": "exit", "status": str(status)})
+            yield Captured(
+                rid, "system", f"run ended: {status}\n{text[:4000]}", {"kind": "exit", "status": str(status)}
+            )
         elif text.strip():
             yield Captured(rid, "system", text, {"role": role or "unknown"})
         else:
@@ -160,7 +162,11 @@ def _swe_agent_history(history: list[Any], report: ReadReport) -> Iterator[Captu
                 open_file = found.group(1)
             if index > 0 and _is_observation(history, index):
                 meta = {"tool": "swe-agent", "phase": "result", "role": "tool"}
-                if pending_path and "NOT been applied" not in text and "edit" in str(history[index - 1].get("action", ""))[:10]:
+                if (
+                    pending_path
+                    and "NOT been applied" not in text
+                    and "edit" in str(history[index - 1].get("action", ""))[:10]
+                ):
                     yield Captured(f"{rid}-file", "file", "", {"path": pending_path, "action": "edited"})
                 if "Your changes have NOT been applied" in text:
                     meta["is_error"] = True

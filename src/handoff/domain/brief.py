@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from handoff.domain.digest import Digest, Sentence
 from handoff.domain.models import ContextType, EntryExcerpt, HandoffType
 from handoff.domain.note import HandoffNote
-from handoff.domain.prose import clip
-from handoff.domain.tooluse import looks_like_tool_output, read_tool_call
+from handoff.domain.prose import clip, score_sentence, sentences
+from handoff.domain.selection import Section, select
+from handoff.domain.tooluse import is_read_only, last_error, looks_like_tool_output, read_tool_call
 
 MIN_TOKEN_BUDGET = 64
 
@@ -53,15 +54,28 @@ class RenderedBrief:
     truncated: bool
 
 
-@dataclass(slots=True)
-class _Section:
-    title: str
-    share: float
-    candidates: list[tuple[int, str]]  # (display order, text), in priority order
-    chosen: list[tuple[int, str]] = field(default_factory=list)
-    used: int = 0
-    next_index: int = 0
-    lead: str = ""  # a line shown first whenever the section shows anything
+@dataclass(frozen=True, slots=True)
+class _Widths:
+    """How long one item may be: small budgets get more, shorter items (more facts per token)."""
+
+    sentence: int
+    request: int
+    task: int
+    tail_head: int
+    tail_output: int
+    command: int
+
+    @classmethod
+    def for_budget(cls, budget: int) -> _Widths:
+        scale = min(1.0, max(0.3, budget / 4000))
+        return cls(
+            sentence=int(400 * scale),
+            request=int(1500 * scale),
+            task=int(6000 * scale * scale),
+            tail_head=int(700 * scale),
+            tail_output=int(500 * scale),
+            command=int(240 * max(scale, 0.6)),
+        )
 
 
 _EFFECTS = {
@@ -70,7 +84,6 @@ _EFFECTS = {
     HandoffType.CONTEXT_TRANSFER: "a read copy of the context; the owner keeps writing",
 }
 _FOOTER = "\n_{dropped} more items left out to fit {budget} tokens; the full history is one get_context call away._"
-_TAIL_HEAD_CHARS = 700
 _TAIL_OUTPUT_LINES = 6
 
 
@@ -81,11 +94,9 @@ def render_brief(
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(digest.counts.items())) or "no entries"
     header = "\n".join(
         [
-            f"# Handoff brief: session `{ctx.session_key}`",
-            f"From **{ctx.source_agent}** to **{ctx.target_agent}** ({ctx.handoff_type.value}: "
-            f"{_EFFECTS[ctx.handoff_type]}).",
-            f"History: {digest.entry_count} entries ({counts}), up to #{ctx.up_to_sequence}. "
-            "(#N = entry sequence number.)",
+            f"# Handoff brief: session `{ctx.session_key}`, {ctx.source_agent} → {ctx.target_agent}",
+            f"{ctx.handoff_type.value}: {_EFFECTS[ctx.handoff_type]}. History: {digest.entry_count} entries "
+            f"({counts}); #N = entry number.",
         ]
     )
     header_cost = estimate_tokens(header + "\n")
@@ -95,16 +106,8 @@ def render_brief(
     footer_reserve = estimate_tokens(_FOOTER.format(dropped=9999, budget=token_budget) + "\n")
     room = budget - header_cost - footer_reserve
 
-    sections = _sections(digest, ctx, tail)
-    used = 0
-    # Pass 1: each section up to its share; pass 2: up to twice that; pass 3: whatever is left,
-    # to the sections that gain most from more room first.
-    for multiplier in (1.0, 2.0, None):
-        order = sections if multiplier is not None else sorted(sections, key=lambda s: _SPILL_ORDER.index(s.title))
-        for section in order:
-            free = room - used + section.used
-            limit = free if multiplier is None else min(free, int(room * section.share * multiplier))
-            used += _fill(section, limit)
+    sections = _sections(digest, ctx, tail, _Widths.for_budget(budget))
+    select(sections, room, lambda text: estimate_tokens(text + "\n"), _clip_to_tokens)
     dropped = sum(len(s.candidates) - len(s.chosen) for s in sections)
 
     parts = [header]
@@ -112,8 +115,6 @@ def render_brief(
         if not section.chosen:
             continue
         parts.append(f"\n## {section.title}")
-        if section.lead:
-            parts.append(section.lead)
         parts.extend(text for _, text in sorted(section.chosen, key=lambda c: c[0]))
     if dropped:
         parts.append(_FOOTER.format(dropped=dropped, budget=token_budget))
@@ -125,60 +126,6 @@ def render_brief(
     return RenderedBrief(text=text, tokens=tokens, summary=render_summary(digest, ctx), truncated=dropped > 0)
 
 
-def _fill(section: _Section, limit: int) -> int:
-    """Add this section's next lines while they fit in `limit`; return the tokens added."""
-    added = 0
-    while section.next_index < len(section.candidates):
-        order, text = section.candidates[section.next_index]
-        overhead = (
-            0
-            if section.chosen
-            else estimate_tokens(f"\n## {section.title}\n" + (section.lead + "\n" if section.lead else ""))
-        )
-        cost = estimate_tokens(text + "\n") + overhead
-        if section.used + cost <= limit:
-            section.chosen.append((order, text))
-            section.used += cost
-            added += cost
-            section.next_index += 1
-            continue
-        room = limit - section.used - overhead
-        if room >= 40 and estimate_tokens(text) > 80:
-            # A long item (the task, a plan) is cut rather than dropped whole.
-            cut = _clip_to_tokens(text, room - 2)
-            if cut and estimate_tokens(cut + "\n") + overhead + section.used <= limit:
-                section.chosen.append((order, cut))
-                section.used += estimate_tokens(cut + "\n") + overhead
-                added += estimate_tokens(cut + "\n") + overhead
-                # What was cut stays a candidate for the second pass.
-                section.candidates[section.next_index] = (order, _remainder(text, cut))
-                section.candidates.insert(section.next_index, (order, cut))
-                section.next_index += 1
-        break
-    return added
-
-
-def _remainder(text: str, cut: str) -> str:
-    shown = cut.rstrip("…")
-    rest = text[len(shown) :].lstrip()
-    return "  …" + rest if rest else ""
-
-
-_SPILL_ORDER = [
-    "Handoff note from the agent",
-    "Tests",
-    "Last errors",
-    "Plan and to-do list",
-    "Later user requests",
-    "Rejected or reverted",
-    "Constraints from the user",
-    "Findings and decisions",
-    "Files",
-    "Commands run",
-    "Code analysed",
-    "Recent activity (newest last)",
-    "Task (the user's request)",
-]
 _DISPLAY_ORDER = [
     "Handoff note from the agent",
     "Task (the user's request)",
@@ -196,27 +143,28 @@ _DISPLAY_ORDER = [
 ]
 
 
-def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt]) -> list[_Section]:
+def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w: _Widths) -> list[Section]:
     """Sections in priority order (the order pass 1 and pass 2 serve them in)."""
-    salient = _ranked_sentences(digest)
-    constraints = [s for s in salient if s.category == "constraint" and s.role in ("user", "marker")]
+    shown_requests = {r.seq for r in digest.requests}
+    salient = [s for s in _ranked_sentences(digest) if s.category == "constraint" or s.seq not in shown_requests]
+    constraints = [s for s in salient if s.category == "constraint" and s.role in ("user", "marker", "instructions")]
     rejected = [s for s in salient if s.category == "rejected"]
     findings = [s for s in salient if s not in constraints and s not in rejected and s.category != "task"]
     steps = [s for s in salient if s.category == "task"]
     sections = [
-        _Section("Handoff note from the agent", 0.35, _note_lines(ctx)),
-        _Section("Task (the user's request)", 0.16, _task_lines(digest)),
-        _Section("Later user requests", 0.10, _request_lines(digest)),
-        _Section("Tests", 0.09, _test_lines(digest)),
-        _Section("Plan and to-do list", 0.10, _plan_lines(digest, steps)),
-        _Section("Last errors", 0.04, _error_lines(digest)),
-        _Section("Constraints from the user", 0.06, _sentence_lines(constraints)),
-        _Section("Rejected or reverted", 0.06, _sentence_lines(rejected)),
-        _Section("Findings and decisions", 0.12, _sentence_lines(findings)),
-        _Section("Files", 0.06, _file_lines(digest)),
-        _Section("Commands run", 0.04, _command_lines(digest)),
-        _Section("Code analysed", 0.03, _analysis_lines(digest)),
-        _Section("Recent activity (newest last)", 0.16, _tail_lines(tail, digest)),
+        Section("Handoff note from the agent", 6.0, _note_lines(ctx), decay=0.98, cap=0.4),
+        Section("Task (the user's request)", 5.0, _task_lines(digest, w), cap=0.22),
+        Section("Later user requests", 2.6, _request_lines(digest, w), decay=0.8, cap=0.25),
+        Section("Tests", 2.4, _test_lines(digest), decay=0.85),
+        Section("Last errors", 2.2, _error_lines(digest), decay=0.75),
+        Section("Plan and to-do list", 2.0, _plan_lines(digest, steps, w), decay=0.9, cap=0.3),
+        Section("Constraints from the user", 2.0, _sentence_lines(constraints, w), decay=0.8),
+        Section("Rejected or reverted", 2.0, _sentence_lines(rejected, w), decay=0.8),
+        Section("Findings and decisions", 1.6, _sentence_lines(findings, w), decay=0.92),
+        Section("Files", 1.8, _file_lines(digest), decay=0.88),
+        Section("Commands run", 1.2, _command_lines(digest, w), decay=0.85),
+        Section("Code analysed", 1.0, _analysis_lines(digest), decay=0.8),
+        Section("Recent activity (newest last)", 1.4, _tail_lines(tail, w), decay=0.9),
     ]
     return sections
 
@@ -244,14 +192,14 @@ def _note_lines(ctx: BriefContext) -> list[tuple[int, str]]:
     return list(enumerate(lines))
 
 
-def _task_lines(digest: Digest) -> list[tuple[int, str]]:
+def _task_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
     if digest.first_request is None:
         return []
     item = digest.first_request
-    return [(0, _quote(item.text) + f"\n(#{item.seq}{', ' + item.agent if item.agent else ''})")]
+    return [(0, _quote(clip(item.text, w.task)) + f"\n(#{item.seq})")]
 
 
-def _request_lines(digest: Digest) -> list[tuple[int, str]]:
+def _request_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
     lines: list[tuple[int, str]] = []
     shown = {id(digest.first_request)}
     last_user = digest.last_user
@@ -262,7 +210,7 @@ def _request_lines(digest: Digest) -> list[tuple[int, str]]:
         if id(item) in shown or (digest.first_request and item.seq == digest.first_request.seq):
             continue
         label = "latest request" if digest.last_request and item.seq == digest.last_request.seq else "user"
-        lines.append((item.seq, f"- (#{item.seq}, {label}) " + item.text.replace("\n", "\n  ")))
+        lines.append((item.seq, f"- (#{item.seq}, {label}) " + clip(item.text, w.request).replace("\n", "\n  ")))
     return lines
 
 
@@ -278,7 +226,11 @@ def _test_lines(digest: Digest) -> list[tuple[int, str]]:
         exit_text = f", exit {tc['exit']}" if tc.get("exit") is not None else ""
         if tc.get("cmd"):
             lines.insert(0, (0, f"- Test command: `{tc['cmd']}` (last run #{tc['q']}{exit_text})"))
-    for run in reversed(digest.runs[-3:]):
+    shown_summaries: set[str] = set()
+    for run in reversed(digest.runs[-4:]):
+        if run["summary"] in shown_summaries:
+            continue
+        shown_summaries.add(run["summary"])
         verdict = "green" if run.get("green") else f"{run.get('failed', 0)} failing"
         lines.append((5 + len(lines), f"- Run #{run['q']} ({run['runner']}, {verdict}): {run['summary']}"))
     fixed = digest.fixed_tests()
@@ -292,7 +244,7 @@ def _test_lines(digest: Digest) -> list[tuple[int, str]]:
     return lines
 
 
-def _plan_lines(digest: Digest, steps: list[Sentence]) -> list[tuple[int, str]]:
+def _plan_lines(digest: Digest, steps: list[Sentence], w: _Widths) -> list[tuple[int, str]]:
     marks = {"completed": "[x]", "in_progress": "[~]", "pending": "[ ]", "cancelled": "[-]"}
     lines: list[tuple[int, str]] = []
     open_items = [p for p in digest.plan if p.get("status") in ("in_progress", "pending")]
@@ -305,8 +257,8 @@ def _plan_lines(digest: Digest, steps: list[Sentence]) -> list[tuple[int, str]]:
             lines.append((-1, f"- Plan note: {digest.plan_note}"))
     if digest.plan_text is not None:
         plan = digest.plan_text
-        lines.append((1000, f"- Plan presented at #{plan.seq}:\n" + _quote(plan.text)))
-    lines.extend((2000 + s.seq, f"- Mentioned as next: {s.text} (#{s.seq})") for s in steps[:6])
+        lines.append((1000, f"- Plan presented at #{plan.seq}:\n" + _quote(clip(plan.text, w.task))))
+    lines.extend((2000 + s.seq, f"- Mentioned as next: {clip(s.text, w.sentence)} (#{s.seq})") for s in steps[:6])
     return lines
 
 
@@ -326,8 +278,8 @@ def _ranked_sentences(digest: Digest) -> list[Sentence]:
     return sorted(seen.values(), key=lambda s: -(s.score + 1.5 * s.seq / span))
 
 
-def _sentence_lines(items: list[Sentence]) -> list[tuple[int, str]]:
-    return [(s.seq, f"- (#{s.seq}{', user' if s.role == 'user' else ''}) {s.text}") for s in items]
+def _sentence_lines(items: list[Sentence], w: _Widths) -> list[tuple[int, str]]:
+    return [(s.seq, f"- (#{s.seq}{', user' if s.role == 'user' else ''}) {clip(s.text, w.sentence)}") for s in items]
 
 
 def _file_lines(digest: Digest) -> list[tuple[int, str]]:
@@ -351,18 +303,22 @@ def _file_lines(digest: Digest) -> list[tuple[int, str]]:
     return lines
 
 
-def _command_lines(digest: Digest) -> list[tuple[int, str]]:
-    lines: list[tuple[int, str]] = []
-    last = None
+def _command_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
+    """Commands that changed or ran something first (newest first), then the ones that only looked."""
+    acting: list[tuple[int, str]] = []
+    looking: list[tuple[int, str]] = []
+    seen: set[str] = set()
     for record in reversed(digest.commands):
         cmd = str(record.get("cmd", ""))
-        if not cmd or cmd == last:
+        if not cmd or cmd in seen:
             continue
-        last = cmd
+        seen.add(cmd)
         exit_code = record.get("exit")
         status = "" if exit_code is None else f" → exit {exit_code}"
-        lines.append((int(record.get("q", 0)), f"- #{record.get('q')} `{clip(cmd, 200)}`{status}"))
-    return lines
+        gist = f": {record['gist']}" if record.get("gist") and not record.get("ro") else ""
+        line = (int(record.get("q", 0)), f"- #{record.get('q')} `{clip(cmd, w.command)}`{status}{gist}")
+        (looking if record.get("ro") and not exit_code else acting).append(line)
+    return acting + looking
 
 
 def _analysis_lines(digest: Digest) -> list[tuple[int, str]]:
@@ -385,50 +341,145 @@ def _analysis_lines(digest: Digest) -> list[tuple[int, str]]:
     return lines
 
 
-def _tail_lines(tail: Sequence[EntryExcerpt], digest: Digest) -> list[tuple[int, str]]:
-    """The newest entries, newest first (priority), each cut to what a reader needs."""
+def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> list[tuple[int, str]]:
+    """The newest entries, newest first (priority), each cut to what a reader needs.
+
+    A tool call and the output that answers it share one line, so a command costs one line.
+    """
+    ordered = sorted(tail, key=lambda e: e.sequence_number)
+    answered: dict[int, EntryExcerpt] = {}
+    for call, result in zip(ordered, ordered[1:], strict=False):
+        if _is_call(call) and _answers(result, call):
+            answered[call.sequence_number] = result
+    skip = {r.sequence_number for r in answered.values()}
     lines: list[tuple[int, str]] = []
-    for entry in sorted(tail, key=lambda e: -e.sequence_number):
-        text = _excerpt_line(entry)
+    for entry in reversed(ordered):
+        if entry.sequence_number in skip:
+            continue
+        text = _excerpt_line(entry, answered.get(entry.sequence_number), w)
         if text:
             lines.append((entry.sequence_number, text))
     return lines
 
 
-def _excerpt_line(entry: EntryExcerpt) -> str:
+def _is_call(entry: EntryExcerpt) -> bool:
+    meta = entry.metadata
+    return entry.context_type in (ContextType.TOOL_CALL, ContextType.FILE) and (
+        meta.get("phase") == "call"
+        or (isinstance(meta.get("input"), dict) and "output" not in meta)
+        or (
+            entry.context_type is ContextType.TOOL_CALL
+            and entry.head.startswith("$ ")
+            and "\n" not in entry.head.strip()
+        )
+    )
+
+
+def _answers(result: EntryExcerpt, call: EntryExcerpt) -> bool:
+    if result.context_type is ContextType.MESSAGE:
+        role = str(result.metadata.get("role") or "").lower()
+        return role in ("user", "tool") and looks_like_tool_output(result.head)
+    if result.context_type is not ContextType.TOOL_CALL or _is_call(result):
+        return False
+    call_id, result_id = call.metadata.get("tool_use_id"), result.metadata.get("tool_use_id")
+    return call_id == result_id if call_id and result_id else True
+
+
+def _excerpt_line(entry: EntryExcerpt, result: EntryExcerpt | None, w: _Widths) -> str:
     meta = entry.metadata
     seq = entry.sequence_number
     body = entry.head + (("\n…\n" + entry.tail) if entry.tail else "")
+    span = f"#{seq}" if result is None else f"#{seq}-{result.sequence_number}"
     if entry.context_type is ContextType.MESSAGE:
         role = str(meta.get("role") or entry.agent)
-        if role.lower() in ("user", "human") and looks_like_tool_output(body):
-            return f"- #{seq} output: {_output_excerpt(body)}"
-        return f"- #{seq} {role}: {clip(' '.join(entry.head.split()), _TAIL_HEAD_CHARS)}"
-    if entry.context_type is ContextType.TOOL_CALL:
+        if role.lower() in ("user", "human", "tool") and looks_like_tool_output(body):
+            return f"- {span} output: {_output_excerpt(body, w.tail_output)}"
+        return f"- {span} {role}: {_message_gist(body, role, w.tail_head)}"
+    if entry.context_type in (ContextType.TOOL_CALL, ContextType.FILE) and (result is not None or _is_call(entry)):
         use = read_tool_call(body, meta)
         name = use.tool or "tool"
-        what = f"`{clip(use.command, 200)}`" if use.command else ""
-        if not what and use.input:
-            what = clip(json.dumps(use.input, ensure_ascii=False), 200)
+        if entry.context_type is ContextType.FILE:
+            what = f"`{meta.get('path', '')}` ({meta.get('action', 'changed')})"
+        elif use.command:
+            what = f"`{clip(use.command, w.command)}`"
+        else:
+            what = _input_text(use.input, w.tail_output) if use.input else clip(" ".join(entry.head.split()), w.command)
+        outcome = ""
+        if result is not None:
+            answer = read_tool_call(result.head + (("\n…\n" + result.tail) if result.tail else ""), result.metadata)
+            if answer.exit_code is not None:
+                outcome = f" → exit {answer.exit_code}"
+            elif answer.failed:
+                outcome = " → error"
+            out = "" if use.command and is_read_only(use.command) else _output_summary(answer, w.tail_output)
+            if out:
+                outcome += f": {out}"
+        return f"- {span} {name} {what}{outcome}"
+    if entry.context_type is ContextType.TOOL_CALL:
+        use = read_tool_call(body, meta)
         status = "" if use.exit_code is None else f" → exit {use.exit_code}"
         if use.failed and use.exit_code is None:
             status = " → error"
-        out = _output_excerpt(use.output) if use.output else ""
-        return f"- #{seq} {name} {what}{status}" + (f": {out}" if out else "")
+        what = f" `{clip(use.command, w.command)}`" if use.command else ""
+        out = _output_excerpt(use.output, w.tail_output) if use.output else ""
+        return f"- {span} {use.tool or 'output'}{what}{status}" + (f": {out}" if out else "")
     if entry.context_type is ContextType.FILE:
         path = meta.get("path") or meta.get("file_path") or "(file)"
         action = meta.get("action") or "touched"
-        return f"- #{seq} file `{path}` {action}"
-    return f"- #{seq} system: {clip(' '.join(entry.head.split()), 300)}"
+        return f"- {span} file `{path}` {action}"
+    return f"- {span} system: {clip(' '.join(entry.head.split()), 300)}"
 
 
-def _output_excerpt(output: str | None) -> str:
+def _message_gist(text: str, role: str, limit: int) -> str:
+    """A message in a line: its most telling sentences in their order (narration left out)."""
+    flat = " ".join(text.split())
+    if len(flat) <= 2 * limit:
+        return clip(flat, limit)
+    units = sentences(text)
+    scored = []
+    for index, unit in enumerate(units):
+        found = score_sentence(unit, "user" if role in ("user", "human") else "assistant")
+        scored.append((found.score if found else 0.0, index, unit))
+    picked: list[tuple[int, str]] = []
+    size = 0
+    for score, index, unit in sorted(scored, key=lambda t: (-t[0], t[1])):
+        if score <= 0 and picked:
+            break
+        if size + len(unit) + 1 > limit and picked:
+            continue
+        picked.append((index, unit))
+        size += len(unit) + 1
+    return clip(" … ".join(unit for _, unit in sorted(picked)), limit) if picked else clip(flat, limit)
+
+
+def _output_summary(use: Any, limit: int) -> str:
+    """What a command printed, in a line: the error if it failed, else its last telling line."""
+    output = use.output or ""
+    error = last_error(output) if use.failed else None
+    excerpt = _output_excerpt(output, limit)
+    if error and error not in excerpt:
+        return clip(f"{error} ⏎ {excerpt}", limit)
+    return excerpt
+
+
+def _input_text(data: dict[str, Any], limit: int) -> str:
+    """A tool's input in a line: its text fields (a subagent's prompt, a query), not its JSON."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, str) and value.strip():
+            parts.append(f"{key}: {' '.join(value.split())}")
+        elif isinstance(value, int | float | bool):
+            parts.append(f"{key}={value}")
+    return clip("; ".join(parts), limit) if parts else clip(json.dumps(data, ensure_ascii=False), limit)
+
+
+def _output_excerpt(output: str | None, limit: int = 500) -> str:
     if not output:
         return ""
     lines = [line.rstrip() for line in output.strip().splitlines() if line.strip()]
     if len(lines) > _TAIL_OUTPUT_LINES:
         lines = [*lines[:2], "…", *lines[-(_TAIL_OUTPUT_LINES - 2) :]]
-    return clip(" ⏎ ".join(line.strip() for line in lines), 500)
+    return clip(" ⏎ ".join(line.strip() for line in lines), limit)
 
 
 # -- helpers ------------------------------------------------------------------------------------

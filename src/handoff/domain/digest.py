@@ -101,6 +101,7 @@ class Digest:
     # Tool calls whose output has not arrived yet: call id -> {"tool", "cmd", "q"}.
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_command: dict[str, Any] | None = None
+    last_reply: int = 0  # the agent's latest message in the current turn
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -133,6 +134,7 @@ class Digest:
             "analyses": self.analyses,
             "pending": self.pending,
             "last_command": self.last_command,
+            "last_reply": self.last_reply,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -171,6 +173,7 @@ class Digest:
             analyses=list(data.get("analyses", [])),
             pending=dict(data.get("pending", {})),
             last_command=data.get("last_command"),
+            last_reply=int(data.get("last_reply", 0)),
         )
 
     # -- folding -------------------------------------------------------------------------------

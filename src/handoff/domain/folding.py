@@ -40,10 +40,15 @@ from handoff.domain.testruns import BAD, TestRun, parse_test_output
 from handoff.domain.tooluse import (
     ToolUse,
     bash_blocks,
+    change_gist,
+    commit_message,
+    edit_gist,
     exit_code_in,
     files_of_command,
+    is_read_only,
     last_error,
     looks_like_tool_output,
+    output_gist,
     read_tool_call,
 )
 
@@ -116,6 +121,7 @@ def _message(digest: Digest, seq: int, content: str, metadata: dict[str, Any], a
     is_user = role in _USER_ROLES or kind == "request"
     first = False
     if is_user:
+        _close_turn(digest)
         first = _user_message(digest, seq, content, agent)
     else:
         for block in bash_blocks(content)[-1:]:
@@ -126,6 +132,8 @@ def _message(digest: Digest, seq: int, content: str, metadata: dict[str, Any], a
         _apply_plan(digest, seq, PlanUpdate(replace=plan))
     if not first:
         _prose(digest, seq, content, "user" if is_user else role or "assistant")
+    if not is_user:
+        digest.last_reply = seq
     _markers(digest, seq, content, agent)
 
 
@@ -143,9 +151,22 @@ def split_task(text: str) -> tuple[str, str]:
     return head, ""
 
 
+def _close_turn(digest: Digest) -> None:
+    """The agent's last message before the user speaks again is usually its summary of the turn."""
+    if digest.last_reply:
+        for sentence in (*digest.top, *digest.recent):
+            if sentence.seq == digest.last_reply and sentence.role != "user":
+                sentence.score = round(sentence.score + 1.0, 2)
+        digest.last_reply = 0
+
+
 def _user_message(digest: Digest, seq: int, content: str, agent: str) -> bool:
     """Record a user message; True when it was the first request (its prose is handled apart)."""
     text = content.strip()
+    if digest.first_request is None and is_low_information(text):
+        # "hi", "model_reasoning_effort=high": not yet the task.
+        digest.last_user = Item(seq, clip(_tidy(text), REQUEST_CHARS), agent)
+        return True
     if digest.first_request is None:
         task, instructions = split_task(text)
         digest.first_request = Item(seq, clip(_tidy(task), FIRST_REQUEST_CHARS), agent)
@@ -236,7 +257,7 @@ def _tool_call(digest: Digest, seq: int, content: str, metadata: dict[str, Any])
     elif use.command and use.output:
         _command(digest, seq, use)
     for path, action in use.files:
-        _touch_file(digest, path, action, seq)
+        _touch_file(digest, path, action, seq, _input_gist(use) if action not in ("read", "ran") else "")
     if use.output is not None:
         _tool_output(digest, seq, use, name)
     else:
@@ -250,8 +271,15 @@ def _command(digest: Digest, seq: int, use: ToolUse) -> None:
         while len(digest.pending) > MAX_PENDING_CALLS:
             digest.pending.pop(next(iter(digest.pending)))
     digest.last_command = record
+    if use.command and is_read_only(use.command):
+        record["ro"] = True
+    message = commit_message(use.command) if use.command and "commit" in use.command else None
+    if message:
+        # The agent's own summary of a change: as good as a decision it wrote down.
+        _keep(digest, Sentence(seq, clip(f"Committed: {message}", SNIPPET_CHARS), "decision", 4.0, "commit"))
     for path, action in use.files:
-        _touch_file(digest, path, action, seq)
+        gist = use.command if use.command and action not in ("read", "ran") else ""
+        _touch_file(digest, path, action, seq, (gist or "")[:160])
     if use.command:
         digest.commands.append(record)
         del digest.commands[:-MAX_COMMANDS]
@@ -272,6 +300,9 @@ def _tool_output(digest: Digest, seq: int, use: ToolUse, name: str | None) -> No
     if call is not None:
         call["exit"] = use.exit_code if use.exit_code is not None else (1 if use.failed else call.get("exit"))
         call["out"] = seq
+        gist = output_gist(output)
+        if gist:
+            call["gist"] = gist
         digest.last_command = None if call is digest.last_command else digest.last_command
         _update_command(digest, call)
         if tool == "TaskCreate" or (call.get("tool") == "TaskCreate"):
@@ -297,6 +328,20 @@ def _tool_output(digest: Digest, seq: int, use: ToolUse, name: str | None) -> No
         digest.errors = [e for e in digest.errors if e.get("cmd") != command]
 
 
+def _input_gist(use: ToolUse) -> str:
+    data = use.input or {}
+    if isinstance(data.get("old_string"), str) and isinstance(data.get("new_string"), str):
+        return edit_gist(data["old_string"], data["new_string"])
+    for key in ("new_string", "content", "new_source", "patch", "input"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return change_gist(value) if key in ("patch", "input") else change_gist("x\n" + value)
+    edits = data.get("edits")
+    if isinstance(edits, list) and edits and isinstance(edits[0], dict):
+        return change_gist("x\n" + str(edits[0].get("new_string", "")))
+    return ""
+
+
 def _update_command(digest: Digest, call: dict[str, Any]) -> None:
     for record in reversed(digest.commands):
         if record.get("q") == call.get("q") and record.get("cmd") == call.get("cmd"):
@@ -318,11 +363,13 @@ def _record_run(digest: Digest, seq: int, run: TestRun, command: str, exit_code:
     for outcome in run.outcomes.values():
         _set_test(digest, outcome.test, outcome.status.value, seq, outcome.detail)
     if run.green:
-        # A whole green run: whatever failed before passes now, as far as anyone can tell.
-        for info in digest.tests.values():
-            if info.get("s") in ("failed", "error"):
+        # A green run clears the earlier failures it covered: all of them for a bare `pytest`,
+        # those under the named paths or tests for `pytest tests/test_a.py::test_one`.
+        scope = _test_scope(command)
+        for test, info in digest.tests.items():
+            if info.get("s") in ("failed", "error") and (not scope or any(part in test for part in scope)):
                 info.update({"s": "passed", "q": seq})
-    summary = run.summary or _outcome_summary(run)
+    summary = re.sub(r",? in [\d.]+ ?s(?:econds)?\b", "", run.summary).strip(" =") or _outcome_summary(run)
     digest.runs.append(
         {
             "q": seq,
@@ -335,6 +382,62 @@ def _record_run(digest: Digest, seq: int, run: TestRun, command: str, exit_code:
     )
     del digest.runs[:-MAX_RUNS]
     digest.test_command = {"q": seq, "cmd": command[:300], "exit": exit_code}
+
+
+_RUNNER_WORDS = frozenset(
+    [
+        "python",
+        "python3",
+        "py",
+        "-m",
+        "pytest",
+        "py.test",
+        "test",
+        "tests",
+        "run",
+        "go",
+        "cargo",
+        "npm",
+        "npx",
+        "yarn",
+        "pnpm",
+        "bun",
+        "jest",
+        "vitest",
+        "mocha",
+        "rspec",
+        "bundle",
+        "exec",
+        "mvn",
+        "gradle",
+        "./gradlew",
+        "dotnet",
+        "tox",
+        "nox",
+        "make",
+        "./...",
+        "...",
+        "--",
+        "unittest",
+    ]
+)
+_RUNNER_SCRIPT = re.compile(r"(?:^|/)(?:runtests\.py|manage\.py|bin/test|setup\.py)$")
+
+
+def _test_scope(command: str) -> list[str]:
+    """The paths and test names a test command was limited to (empty: the whole suite)."""
+    if not command:
+        return []
+    part = next((p for p in reversed(re.split(r"&&|;|\|\|", command)) if _TEST_COMMAND.search(p)), command)
+    scope = []
+    for word in part.replace("⏎", " ").split():
+        word = word.strip("'\"")
+        if not word or word.startswith(("-", "<", ">", "2>", "|")) or "=" in word or word in _RUNNER_WORDS:
+            continue
+        if _RUNNER_SCRIPT.search(word) or word in ("|", "tail", "head", "grep", "2>&1"):
+            continue
+        scope.append(word.removeprefix("./").split("::")[-1])
+    return scope
 
 
 def _outcome_summary(run: TestRun) -> str:
@@ -420,14 +523,14 @@ def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> N
 
         found = files_of_patch(content) if ("+++ " in content[:20_000] or "*** " in content[:2000]) else []
         for found_path, found_action in found:
-            _touch_file(digest, found_path, found_action, seq)
+            _touch_file(digest, found_path, found_action, seq, change_gist(content))
         if found:
             return
         path = "(unnamed file)"
-    _touch_file(digest, path, action, seq)
+    _touch_file(digest, path, action, seq, change_gist(content) if content.strip() else "")
 
 
-def _touch_file(digest: Digest, path: str, action: str, seq: int) -> None:
+def _touch_file(digest: Digest, path: str, action: str, seq: int, gist: str = "") -> None:
     path = path.strip()[:300]
     if not path:
         return
@@ -437,6 +540,10 @@ def _touch_file(digest: Digest, path: str, action: str, seq: int) -> None:
         digest.files[path] = info
         return
     info["a"], info["q"], info["n"] = action, seq, int(info.get("n", 0)) + 1
+    if gist:
+        info["g"] = gist
+    elif action in ("reverted", "deleted"):
+        info.pop("g", None)
     history = [h for h in info.get("h", []) if h[0] != action]
     history.append([action, seq])
     info["h"] = history[-4:]

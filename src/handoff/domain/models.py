@@ -162,3 +162,15 @@ class LifecycleEvent:
     actor: str
     created_at: datetime
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCursor:
+    """How far a log file was imported into a session: resume here when it has grown."""
+
+    session_id: int
+    source: str
+    fingerprint: str
+    byte_offset: int
+    line_count: int
+    records: int

@@ -101,7 +101,6 @@ _CONSTRAINT = _cues(
     r"no need to",
     r"not allowed",
     r"required?",
-    r"please",
     r"also (?:add|write|update|include|handle|test|check|make)",
     r"has to",
     r"have to",
@@ -110,17 +109,16 @@ _CONSTRAINT = _cues(
     r"under no circumstances",
 )
 _TASK = _cues(
-    r"next,? (?:i|we|step|steps)",
-    r"todo",
+    r"next,? (?:i|we)(?:'ll| will| need| should| have)",
+    r"next steps?",
+    r"(?-i:TODO)",
     r"still (?:need|needs|have|has) to",
-    r"remaining",
+    r"remaining (?:work|tasks?|steps?|issues?|items?|failures?)",
     r"left to do",
-    r"not yet",
-    r"yet to",
+    r"not (?:done|finished|implemented|fixed) yet",
+    r"yet to be",
     r"follow[- ]up",
-    r"after that",
     r"then (?:i|we)(?:'ll| will)",
-    r"pending",
 )
 # Narration: the agent saying what it is about to look at. Common, almost never worth a line.
 _NARRATION = re.compile(
@@ -146,7 +144,9 @@ _IDENTIFIER = re.compile(
 )
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
 _EXAMPLES = re.compile(r"<(example\w*|demonstration\w*)>.*?(?:</\1>|\Z)", re.S | re.I)
-_LABEL = re.compile(r"^(?:THOUGHT|Thought|DISCUSSION|Discussion|REASONING|Reasoning|ANALYSIS|Analysis|Observation)\s*:\s*")
+_LABEL = re.compile(
+    r"^(?:THOUGHT|Thought|DISCUSSION|Discussion|REASONING|Reasoning|ANALYSIS|Analysis|Observation)\s*:\s*"
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(\[*])")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
@@ -181,7 +181,7 @@ def identifiers(text: str) -> list[str]:
 def score_sentence(text: str, role: str, only: frozenset[str] | None = None) -> Salient | None:
     """The sentence's category and score, or None when it carries nothing worth keeping."""
     words = text.split()
-    if len(words) < 3 or len(text) < 12 or _FILLER.match(text):
+    if word_count(text) < 3 or len(text) < 8 or _FILLER.match(text):
         return None
     if _looks_like_code_or_output(text):
         return None
@@ -204,9 +204,13 @@ def score_sentence(text: str, role: str, only: frozenset[str] | None = None) -> 
         if not hits:
             return None
     if not hits:
-        if role != "user":
+        if role == "user":
+            hits = [("decision", 0.8)]
+        elif identifiers(text) and role in ("assistant", ""):
+            # No cue we know (another language, terse notes) but concrete names: worth a low rank.
+            hits = [("finding", 0.7)]
+        else:
             return None
-        hits = [("constraint" if text.rstrip().endswith(("!", ".")) else "decision", 0.8)]
     category, weight = max(hits, key=lambda h: h[1])
     score = weight + 0.3 * (len(hits) - 1)
     ids = len(identifiers(text))
@@ -215,7 +219,7 @@ def score_sentence(text: str, role: str, only: frozenset[str] | None = None) -> 
         score -= 2.0
     if text.endswith("?") and role != "user":
         score -= 1.0
-    if len(words) > 70:
+    if len(words) > 70 or len(text) > 600:
         score -= 0.5
     score *= role_weight
     if score <= 0.9:
@@ -239,16 +243,29 @@ def clip(text: str, limit: int) -> str:
     return cut.rstrip() + "…"
 
 
-_LOW_INFORMATION = re.compile(
-    r"^(?:ok(?:ay)?|yes|yep|sure|go|go ahead|continue|proceed|do it|please continue|keep going|thanks|thank you|"
-    r"lgtm|looks good|sounds good|great|perfect|nice|good|correct|right|agreed|approved)\b",
-    re.I,
+_STEER = (
+    r"(?:ok(?:ay)?|yes|yep|yeah|sure|go|go ahead|go on|continue|proceed|do it|please|please continue|keep going|"
+    r"thanks|thank you|lgtm|looks good|sounds good|great|perfect|nice|good|correct|right|agreed|approved|next|"
+    r"try again|(?:now )?(?:please )?(?:re-?run|run) (?:the )?tests? (?:again|now)|"
+    r"let'?s (?:do|realize|implement|start|go with|execute) (?:it|that|this|our plan|the plan))"
 )
+_LOW_INFORMATION = re.compile(rf"^{_STEER}(?:[\s.!,]+{_STEER})*[\s.!,]*$", re.I)
+
+
+_SETTING = re.compile(r"^\s*[\w.-]+\s*[=:]\s*\S+\s*$")
+
+
+def word_count(text: str) -> int:
+    """Words, counting two CJK characters as one (those scripts do not separate words by spaces)."""
+    wide = sum(1 for ch in text if "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
+    return len(text.split()) + wide // 2
 
 
 def is_low_information(text: str) -> bool:
-    """A user message that steers without content ("ok", "continue", "run the tests again")."""
-    words = text.split()
-    if len(words) > 12 or identifiers(text):
+    """A user message that steers without content ("ok", "continue", "run the tests again", "x=y")."""
+    words = word_count(text)
+    if _SETTING.match(text) or words <= 2:
+        return True
+    if words > 12 or identifiers(text):
         return False
-    return len(words) <= 3 or bool(_LOW_INFORMATION.match(text.strip())) or len(words) <= 7
+    return bool(_LOW_INFORMATION.match(text.strip()))

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 
 class TestStatus(StrEnum):
+    __test__ = False  # not a pytest test class
     PASSED = "passed"
     FAILED = "failed"
     ERROR = "error"
@@ -26,6 +27,7 @@ BAD = frozenset({TestStatus.FAILED, TestStatus.ERROR})
 
 @dataclass(frozen=True, slots=True)
 class TestOutcome:
+    __test__ = False
     test: str
     status: TestStatus
     detail: str = ""
@@ -34,6 +36,8 @@ class TestOutcome:
 @dataclass(slots=True)
 class TestRun:
     """What one piece of output says about a test run."""
+
+    __test__ = False
 
     runner: str
     outcomes: dict[str, TestOutcome] = field(default_factory=dict)
@@ -85,6 +89,7 @@ _COUNT_WORD = re.compile(r"(\d+) (failed|passed|skipped|deselected|xfailed|xpass
 _SECTION_HEADER = re.compile(r"^_{3,} (.+?) _{3,}$")
 _SECTION_BANNER = re.compile(r"^={3,} ?([A-Za-z ]+?) ?={3,}$")
 _PYTEST_E_LINE = re.compile(r"^E\s{2,}(\S.*)$")
+_FRAME_LINE = re.compile(r'^\s*File "[^"]+", line (\d+), in \S+')
 
 # --- unittest / Django / sympy ------------------------------------------------------------------
 _UNITTEST_VERBOSE = re.compile(
@@ -117,7 +122,7 @@ _MOCHA_NUMBERED = re.compile(r"^\s{2,}(\d+)\) (.+?):?\s*$")
 # --- go, cargo -------------------------------------------------------------------------------
 _GO_RESULT = re.compile(r"^\s*--- (PASS|FAIL|SKIP): (\S+) \([\d.]+s\)")
 _GO_PKG = re.compile(r"^(ok|FAIL|---)\s+(\S+)\s+(?:[\d.]+s|\(cached\)|\[[^\]]+\])")
-_CARGO_LINE = re.compile(r"^test (\S+) \.\.\. (ok|FAILED|ignored|bench)\b")
+_CARGO_LINE = re.compile(r"^test (\S+)(?: - should panic)? \.\.\. (ok|FAILED|ignored|bench)\b")
 _CARGO_RESULT = re.compile(r"^test result: (ok|FAILED)\. (\d+) passed; (\d+) failed; (\d+) ignored")
 
 # --- JVM: Maven surefire, Gradle -------------------------------------------------------------------
@@ -134,7 +139,11 @@ _RSPEC_SUMMARY = re.compile(r"^(\d+) examples?, (\d+) failures?(?:, (\d+) pendin
 _PHPUNIT_OK = re.compile(r"^OK \((\d+) tests?, \d+ assertions?\)")
 _PHPUNIT_BAD = re.compile(r"^Tests: (\d+), Assertions: \d+(.*)\.$")
 _PHPUNIT_NUMBERED = re.compile(r"^\d+\) ([\w\\]+::\w+)")
-_DOTNET_LINE = re.compile(r"^\s*(Passed|Failed|Skipped) ([\w.]+(?:\(.*\))?)(?: \[[\d.<> ]+m?s\])?\s*$")
+_DOTNET_LINE = re.compile(r"^\s*(Passed|Failed|Skipped|X|✓|√)\s+([\w.]+(?:\(.*\))?)(?: \[[\d.,<> ]+m?s\])?\s*$")
+_DOTNET_TOTAL = re.compile(r"^\s*(Total tests|Passed|Failed|Skipped):\s+(\d+)\s*$")
+_XUNIT_FAIL = re.compile(r"^\s*([\w.]+(?:\(.*)?)\s*\[FAIL\]\s*$")
+_XUNIT_TOTAL = re.compile(r"Total: (\d+), Errors: (\d+), Failed: (\d+), Skipped: (\d+)")
+_RSPEC_DOC = re.compile(r"^\s*(.+?) \((FAILED - \d+|PENDING: .*)\)\s*$")
 _DOTNET_SUMMARY = re.compile(
     r"^(Passed|Failed)!\s+-\s+Failed:\s+(\d+), Passed:\s+(\d+), Skipped:\s+(\d+), Total:\s+(\d+)"
 )
@@ -152,8 +161,12 @@ def parse_test_output(text: str) -> TestRun | None:
         # The verdicts sit at the end; the start names what ran.
         text = text[: MAX_SCAN_CHARS // 4] + "\n" + text[-(MAX_SCAN_CHARS * 3 // 4) :]
     lines = strip_ansi(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    run = _Reader(lines).read()
+    reader = _Reader(lines)
+    run = reader.read()
     if run is None or (not run.outcomes and not run.has_counts):
+        return None
+    if run.runner == "jest" and not reader.js_evidence:
+        # ✓ and ✕ alone are every build tool's ticks ("✓ Ready in 1.2s"): not a test run.
         return None
     return run
 
@@ -163,6 +176,7 @@ class _Reader:
         self.lines = lines
         self.run: TestRun | None = None
         self.section = ""
+        self.js_evidence = False  # a PASS/FAIL file line, a ● failure or a Tests: summary
 
     def start(self, runner: str) -> TestRun:
         if self.run is None:
@@ -192,6 +206,8 @@ class _Reader:
                 continue
             if self._javascript(line, stripped) or self._go_cargo(line) or self._jvm(line) or self._others(line):
                 continue
+        if self.run is not None:
+            _merge_short_ids(self.run)
         return self.run
 
     # Each reader returns True when it consumed the line.
@@ -238,11 +254,21 @@ class _Reader:
         return False
 
     def _first_e_line(self, index: int) -> str:
-        for line in self.lines[index + 1 : index + 80]:
-            if _SECTION_HEADER.match(line) or _SECTION_BANNER.match(line):
+        """What a failure section says went wrong: pytest's first `E` line, else the traceback's end."""
+        section: list[str] = []
+        for line in self.lines[index + 1 : index + 120]:
+            if _SECTION_HEADER.match(line) or _SECTION_BANNER.match(line) or line.startswith("=== "):
                 break
             if match := _PYTEST_E_LINE.match(line):
                 return match.group(1)
+            section.append(line)
+        frame = None
+        for position, line in enumerate(section):
+            if match := _FRAME_LINE.match(line):
+                frame = (match, section[position + 1].strip() if position + 1 < len(section) else "")
+            elif frame and line and not line[0].isspace():
+                where = f"line {frame[0].group(1)}"
+                return f"{line.strip()} at {where}: {frame[1]}"[:300]
         return ""
 
     def _unittest(self, line: str, pending: tuple[str, str] | None) -> bool:
@@ -309,15 +335,18 @@ class _Reader:
 
     def _javascript(self, line: str, stripped: str) -> bool:
         if match := _JS_FILE.match(line):
+            self.js_evidence = True
             status = TestStatus.PASSED if match.group(1) == "PASS" else TestStatus.FAILED
             run = self.start("jest")
             if status is TestStatus.FAILED or match.group(2) not in run.outcomes:
                 run.note(match.group(2), status)
             return True
         if match := _JEST_BULLET.match(line):
+            self.js_evidence = True
             self.start("jest").note(match.group(1).replace(" › ", " > "), TestStatus.FAILED)
             return True
         if match := _JEST_TESTS.match(line):
+            self.js_evidence = True
             found = _word_counts(match.group(1))
             self.counts(
                 "jest",
@@ -328,6 +357,7 @@ class _Reader:
             )
             return True
         if match := _VITEST_TESTS.match(line):
+            self.js_evidence = True
             found = _word_counts(match.group(1))
             self.counts(
                 "vitest",
@@ -347,7 +377,9 @@ class _Reader:
             self.start("jest").note(match.group(1), TestStatus.SKIPPED)
             return True
         if match := _MOCHA_PASSING.match(line):
+            self.js_evidence = True
             run = self.start("mocha")
+            run.runner = "mocha"
             run.has_counts, run.passed, run.summary = True, int(match.group(1)), stripped
             return True
         if (match := _MOCHA_FAILING.match(line)) and self.run is not None:
@@ -388,7 +420,7 @@ class _Reader:
             run.passed += int(match.group(2))
             run.failed += int(match.group(3))
             run.skipped += int(match.group(4))
-            run.summary = line.strip()
+            run.summary = f"cargo: {run.passed} passed, {run.failed} failed, {run.skipped} ignored"
             return True
         return False
 
@@ -414,13 +446,25 @@ class _Reader:
                 skipped=skipped,
             )
             return True
+        if re.match(r"^\[(?:ERROR|WARNING)\] (Failures|Errors|Flakes):\s*$", line):
+            self.section = "JUNIT " + line.split("]", 1)[1].strip().rstrip(":").upper()
+            return True
+        if self.section.startswith("JUNIT ") and (
+            match := re.match(r"^\[(?:ERROR|WARNING)\] ([\w.$]+\.\w+)\s*$", line)
+        ):
+            status = {"JUNIT FAILURES": TestStatus.FAILED, "JUNIT ERRORS": TestStatus.ERROR}.get(
+                self.section,
+                TestStatus.PASSED,  # a flake failed, then passed on a rerun
+            )
+            self.start("junit").note(match.group(1), status)
+            return True
         if (
-            self.run is not None
-            and self.run.runner == "junit"
+            (self.section.startswith("JUNIT ") or (self.run is not None and self.run.runner == "junit"))
             and (match := _SUREFIRE_LIST.match(line))
             and not line.startswith("[ERROR]   Run")
         ):
-            self.run.note(match.group(1), TestStatus.FAILED, match.group(3))
+            status = TestStatus.ERROR if self.section == "JUNIT ERRORS" else TestStatus.FAILED
+            self.start("junit").note(match.group(1), status, match.group(3))
             return True
         if match := _GRADLE_LINE.match(line):
             status = {"PASSED": TestStatus.PASSED, "FAILED": TestStatus.FAILED}.get(match.group(3), TestStatus.SKIPPED)
@@ -464,8 +508,41 @@ class _Reader:
             )
             return True
         if match := _DOTNET_LINE.match(line):
-            status = {"Passed": TestStatus.PASSED, "Failed": TestStatus.FAILED}.get(match.group(1), TestStatus.SKIPPED)
+            word = match.group(1)
+            if word in ("X", "✓", "√") and (self.run is None or self.run.runner != "dotnet"):
+                return False  # bare ticks belong to dotnet only once a dotnet run has started
+            status = {"Passed": TestStatus.PASSED, "Failed": TestStatus.FAILED, "X": TestStatus.FAILED}.get(
+                word, TestStatus.PASSED if word in ("✓", "√") else TestStatus.SKIPPED
+            )
             self.start("dotnet").note(match.group(2), status)
+            return True
+        if line.strip().startswith("Starting test execution"):
+            self.start("dotnet")
+            return True
+        if (match := _DOTNET_TOTAL.match(line)) and self.run is not None and self.run.runner == "dotnet":
+            run = self.run
+            run.has_counts = True
+            key, value = match.group(1), int(match.group(2))
+            if key == "Passed":
+                run.passed = value
+            elif key == "Failed":
+                run.failed = value
+            elif key == "Skipped":
+                run.skipped = value
+            run.summary = f"dotnet: {run.passed} passed, {run.failed} failed"
+            return True
+        if match := _XUNIT_FAIL.match(line):
+            self.start("xunit").note(match.group(1), TestStatus.FAILED)
+            return True
+        if match := _XUNIT_TOTAL.search(line):
+            total, errors, failed, skipped = (int(match.group(i)) for i in range(1, 5))
+            self.counts(
+                "xunit", line, passed=total - errors - failed - skipped, failed=failed, errors=errors, skipped=skipped
+            )
+            return True
+        if match := _RSPEC_DOC.match(line):
+            status = TestStatus.FAILED if match.group(2).startswith("FAILED") else TestStatus.SKIPPED
+            self.start("rspec").note(match.group(1), status)
             return True
         if match := _TAP_LINE.match(line):
             status = TestStatus.PASSED if match.group(1) == "ok" else TestStatus.FAILED
@@ -484,6 +561,19 @@ class _Reader:
             )
             return True
         return False
+
+
+def _merge_short_ids(run: TestRun) -> None:
+    """pytest names a failure `test_x` in its section header and `path::test_x` in the summary: one test."""
+    full = [t for t in run.outcomes if "::" in t]
+    for short in [t for t in run.outcomes if "::" not in t and " " not in t]:
+        suffix = "::" + short.replace(".", "::")
+        match = next((t for t in full if t.endswith(suffix)), None)
+        if match is not None:
+            kept = run.outcomes[match]
+            dropped = run.outcomes.pop(short)
+            if not kept.detail and dropped.detail:
+                run.outcomes[match] = TestOutcome(kept.test, kept.status, dropped.detail)
 
 
 def _pytest_status(word: str) -> TestStatus:

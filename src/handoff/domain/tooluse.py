@@ -158,8 +158,8 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
     raw_command = _first_str(metadata, "command", "cmd")
     if use.command is None and raw_command:
         use.command = raw_command
-    if use.output is None and document is None:
-        use.output = content if (use.input is None or metadata.get("output") is None) else None
+    if use.output is None and document is None and use.input is None and metadata.get("phase") != "call":
+        use.output = content
     if isinstance(metadata.get("output"), str):
         use.output = metadata["output"]
     if use.command is None and use.output:
@@ -374,7 +374,7 @@ _ERROR_LINES = [
 
 
 _NAMED_ERROR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b:\s*\S.*$")
-_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)', re.M)
 
 
 def _traceback_error(block: str, exception: str) -> str:
@@ -421,3 +421,75 @@ def looks_like_tool_output(text: str) -> bool:
     return head.startswith(("<returncode>", "<output>", "Observation:", "OBSERVATION:", "<tool_output>")) or (
         "<returncode>" in head and "</returncode>" in text[:2000]
     )
+
+
+# -- gists: one line that says what a change or a command did -------------------------------------
+_READ_ONLY = re.compile(
+    r"^\s*(?:cd \S+ &&\s*)?(?:cat|head|tail|less|more|ls|ll|tree|find|grep|egrep|rg|ag|sed -n|awk|wc|pwd|echo|printf|"
+    r"git (?:status|diff|log|show|branch|blame|grep)|which|type|file|stat|du|df|nl|open|find_file|search_file|"
+    r"search_dir|goto|scroll_up|scroll_down|view|system_profiler|env|printenv|whoami|date)\b"
+)
+_NOISE_LINE = re.compile(
+    r"^\s*(?:</?(?:output|returncode|warning|output_head|output_tail)>.*|bash-\$|\(Open file:.*\)|"
+    r"\(Current directory:.*\)|\[File: .*\]|Wall time:.*|Chunk ID:.*|Output:|Command: .*|Process exited with.*|"
+    r"Exit code:.*|Original token count:.*|Total output lines:.*|[-=_~*#]{3,}\s*)$"
+)
+
+
+def is_read_only(command: str) -> bool:
+    """A command that only looks (cat, grep, ls, git diff): it changes nothing worth a line."""
+    return bool(_READ_ONLY.match(command)) and not re.search(r"(?<![<>0-9&-])>{1,2}\s*[\w./]", command)
+
+
+def output_gist(output: str) -> str:
+    """The last line of an output that says something (not a prompt, tag or separator)."""
+    tail = output[-4000:].splitlines()
+    for line in reversed(tail):
+        text = line.strip()
+        if text and not _NOISE_LINE.match(text) and len(text) > 2:
+            return " ".join(text.split())[:160]
+    return ""
+
+
+def edit_gist(old: str, new: str) -> str:
+    """What an old → new replacement adds, as the first changed lines."""
+    import difflib
+
+    added = [
+        line[1:].strip()
+        for line in difflib.unified_diff(old[:20_000].splitlines(), new[:20_000].splitlines(), lineterm="", n=0)
+        if line.startswith("+") and not line.startswith("+++") and len(line.strip()) > 3
+    ]
+    return " ⏎ ".join(" ".join(a.split()) for a in added[:2])[:160]
+
+
+def change_gist(text: str) -> str:
+    """The first lines a change adds: `+` lines of a diff or patch, or the head of new content."""
+    added = []
+    for line in text[:20_000].splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            body = line[1:].strip()
+            if len(body) > 3 and body not in ("{", "}", "});", ")"):
+                added.append(body)
+        if len(added) >= 2:
+            break
+    if not added:
+        lines = [ln.strip() for ln in text[:4000].splitlines()[1:] if ln.strip() and not ln.startswith("-")]
+        added = lines[:2]
+    return " ⏎ ".join(" ".join(a.split()) for a in added)[:160]
+
+
+_COMMIT_M = re.compile(r"""\bgit\b[^;&|]*\bcommit\b[^;&|]*?-\w*m\s*(?:"((?:[^"\\]|\\.)+)"|'([^']+)')""")
+_COMMIT_HEREDOC = re.compile(r"\bgit\b.*\bcommit\b.*?<<-?\s*'?(\w+)'?\s*(?:⏎|\n)(.*?)(?:⏎|\n)\s*\1\b", re.S)
+
+
+def commit_message(command: str) -> str | None:
+    """The message of a `git commit -m …` (or heredoc) command: the agent's summary of a change."""
+    if match := _COMMIT_HEREDOC.search(command):
+        lines = [line.strip() for line in match.group(2).replace(" ⏎ ", "\n").splitlines() if line.strip()]
+        return " ".join(lines[:3])[:300] if lines else None
+    if match := _COMMIT_M.search(command):
+        text = match.group(1) or match.group(2) or ""
+        text = text.replace('\\"', '"').replace("\\n", " ")
+        return " ".join(text.split())[:300] or None
+    return None

@@ -61,4 +61,3 @@ def register_prompts(server: MCPServer, c: Container) -> None:
         except HandoffError as error:
             raise MCPError(code=types.INVALID_PARAMS, message=error.message, data={"code": error.code}) from None
         return [UserMessage(content=PREPARE_TEXT.format(session_key=session_key, preview=preview))]
-

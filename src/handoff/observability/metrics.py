@@ -158,6 +158,9 @@ class Metrics:
         self.context_entries = Counter(
             "handoff_context_appended_entries", "Context entries appended.", ["context_type"], registry=r
         )
+        self.redactions = Counter(
+            "handoff_secrets_redacted", "Secrets replaced before storage, by kind.", ["kind"], registry=r
+        )
         self.handoffs_requested = Counter(
             "handoff_handoffs_requested", "Handoffs requested, by handoff type.", ["handoff_type"], registry=r
         )
@@ -225,6 +228,10 @@ class Metrics:
     def record_context_append(self, context_type: str, content_bytes: int) -> None:
         self.context_entries.labels(context_type).inc()
         self.context_bytes.labels(context_type).inc(max(0, content_bytes))
+
+    def record_redactions(self, counts: Mapping[str, int]) -> None:
+        for kind, n in counts.items():
+            self.redactions.labels(kind).inc(n)
 
     def record_handoff_requested(self, handoff_type: str) -> None:
         self.handoffs_requested.labels(handoff_type).inc()

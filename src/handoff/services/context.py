@@ -20,7 +20,7 @@ from handoff.domain.validation import (
 )
 from handoff.errors import Conflict, InvalidInput, InvalidState
 from handoff.services.paging import check_limit, decode_cursor, encode_cursor
-from handoff.services.ports import Cache, Clock, NoRetry, Retrier, UnitOfWorkFactory
+from handoff.services.ports import Cache, Clock, NoRedaction, NoRetry, Retrier, SecretRedactor, UnitOfWorkFactory
 from handoff.services.read_cache import ReadCache
 from handoff.services.transitions import expire_if_due, next_expiry, reactivate_if_dormant
 
@@ -32,6 +32,24 @@ class AppendResult:
     entry: ContextEntry
     session: Session
     replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewContext:
+    """One entry of a batch append (an import): the arguments update_context takes."""
+
+    context_type: str
+    content: str
+    metadata: dict[str, Any]
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    session: Session
+    appended: int
+    already_present: int
+    redacted: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +68,14 @@ class ContextService:
         limits: LimitSettings,
         retry: Retrier | None = None,
         cache: Cache | None = None,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._limits = limits
         self._retry = retry or NoRetry()
         self._read_cache = ReadCache(cache)
+        self._redactor: SecretRedactor = redactor or NoRedaction()
 
     async def append(
         self,
@@ -68,8 +88,10 @@ class ContextService:
     ) -> AppendResult:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         kind = parse_context_type(context_type)
-        encoded = validate_content(content, max_bytes=self._limits.max_content_bytes)
+        validate_content(content, max_bytes=self._limits.max_content_bytes)
         meta = validate_metadata(metadata, max_bytes=self._limits.max_metadata_bytes)
+        content, meta, _ = self._redact(content, meta)
+        encoded = content.encode("utf-8")
         writer = None if agent is None else validate_agent(agent, field="agent", max_length=self._limits.max_key_length)
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -136,6 +158,92 @@ class ContextService:
         # Only an append that carries an idempotency key is safe to run again: if a commit's
         # acknowledgement was lost, the retry finds the entry instead of writing it twice.
         return await (self._retry.call(attempt) if idempotency_key is not None else attempt())
+
+    def _redact(self, content: str, meta: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
+        """Secrets out before anything is stored; how many were found goes into the metadata."""
+        content, found = self._redactor.redact(content)
+        meta, found_in_meta = self._redactor.redact_json(meta)
+        counts = {**found}
+        for kind, n in found_in_meta.items():
+            counts[kind] = counts.get(kind, 0) + n
+        if counts:
+            meta = {**meta, "redacted": counts}
+        return content, meta, sum(counts.values())
+
+    async def append_batch(self, session_key: str, items: Sequence[NewContext]) -> BatchResult:
+        """Append many entries as the owner in one transaction; keys already present are skipped.
+
+        Imports use this: one lock, one counter update and one multi-row insert per batch, so a
+        log of 100,000 records imports at thousands of records a second, and a re-run (or a log
+        that has grown) appends only what the session does not hold yet.
+        """
+        key = validate_session_key(session_key, max_length=self._limits.max_key_length)
+        prepared: list[tuple[ContextType, str, dict[str, Any], str, bytes]] = []
+        redacted = 0
+        for index, item in enumerate(items):
+            kind = parse_context_type(item.context_type)
+            validate_content(item.content, max_bytes=self._limits.max_content_bytes)
+            meta = validate_metadata(
+                item.metadata, field=f"items[{index}].metadata", max_bytes=self._limits.max_metadata_bytes
+            )
+            if not 1 <= len(item.idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                raise InvalidInput(f"items[{index}].idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+            content, meta, found = self._redact(item.content, meta)
+            redacted += found
+            prepared.append((kind, content, meta, item.idempotency_key, content.encode("utf-8")))
+
+        async def attempt() -> BatchResult:
+            async with self._uow(write=True) as uow:
+                session = await uow.sessions.get(key, for_update=True, with_digest=True, with_participants=False)
+                now = self._clock.now()
+                if await expire_if_due(uow, session, now=now):
+                    await uow.commit()
+                    raise InvalidState(
+                        f"session '{key}' is expired and no longer accepts writes", {"status": "expired"}
+                    )
+                check_writable(session, session.owner_agent)
+                held = await uow.entries.existing_keys(session.id, [p[3] for p in prepared])
+                fresh = [p for p in prepared if p[3] not in held]
+                # A batch may repeat a record (a log that re-emits one): the first one wins.
+                seen: set[str] = set()
+                fresh = [p for p in fresh if not (p[3] in seen or seen.add(p[3]))]  # type: ignore[func-returns-value]
+                if not fresh:
+                    await uow.commit()
+                    return BatchResult(session, 0, len(prepared), redacted)
+                await reactivate_if_dormant(uow, session, actor=session.owner_agent, now=now)
+                digest = session.digest or Digest()
+                first = session.entry_count + 1
+                rows = []
+                for offset, (kind, content, meta, idem, encoded) in enumerate(fresh):
+                    digest.absorb(
+                        seq=first + offset, context_type=kind, content=content, metadata=meta, agent=session.owner_agent
+                    )
+                    rows.append(
+                        NewEntry(
+                            context_type=kind,
+                            content=content,
+                            metadata=meta,
+                            agent=session.owner_agent,
+                            content_bytes=len(encoded),
+                            content_sha256=hashlib.sha256(encoded).hexdigest(),
+                            idempotency_key=idem,
+                        )
+                    )
+                last = await uow.sessions.record_append(
+                    session,
+                    added_bytes=sum(r.content_bytes for r in rows),
+                    now=now,
+                    expires_at=next_expiry(session, now),
+                    digest=digest,
+                    count=len(rows),
+                )
+                if last != first + len(rows) - 1:
+                    raise Conflict("the session changed during the import; retry it")
+                await uow.entries.add_many(session.id, first, rows, now=now)
+                await uow.commit()
+            return BatchResult(session, len(rows), len(prepared) - len(rows), redacted)
+
+        return await self._retry.call(attempt)
 
     async def page(
         self,

@@ -15,7 +15,16 @@ from handoff.domain.models import Handoff, HandoffStatus, HandoffType, Participa
 from handoff.domain.note import parse_note
 from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
 from handoff.errors import InvalidInput, InvalidState
-from handoff.services.ports import Cache, Clock, NoRetry, Retrier, UnitOfWork, UnitOfWorkFactory
+from handoff.services.ports import (
+    Cache,
+    Clock,
+    NoRedaction,
+    NoRetry,
+    Retrier,
+    SecretRedactor,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from handoff.services.read_cache import ReadCache
 from handoff.services.transitions import expire_if_due, next_expiry, reactivate_if_dormant, record_event
 
@@ -48,7 +57,9 @@ class HandoffService:
         brief: BriefSettings,
         retry: Retrier | None = None,
         cache: Cache | None = None,
+        redactor: SecretRedactor | None = None,
     ) -> None:
+        self._redactor: SecretRedactor = redactor or NoRedaction()
         self._uow = uow
         self._clock = clock
         self._limits = limits
@@ -69,7 +80,10 @@ class HandoffService:
         target = validate_agent(target_agent, field="target_agent", max_length=self._limits.max_key_length)
         kind = parse_handoff_type(handoff_type)
         data = validate_metadata(request_data, field="request_data", max_bytes=self._limits.max_metadata_bytes)
+        data, _ = self._redactor.redact_json(data)
         agent_note = parse_note(note)
+        if agent_note is not None:
+            agent_note = parse_note(self._redactor.redact_json(agent_note.to_dict())[0])
         budget = self._brief.default_token_budget if token_budget is None else token_budget
         if not MIN_TOKEN_BUDGET <= budget <= self._brief.max_token_budget:
             raise InvalidInput(

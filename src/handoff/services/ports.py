@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +17,7 @@ from handoff.domain.models import (
     Handoff,
     HandoffStatus,
     HandoffType,
+    ImportCursor,
     LifecycleEvent,
     NewEntry,
     ParticipantRole,
@@ -49,6 +50,22 @@ class JobLock(Protocol):
 class NoRetry:
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         return await fn()
+
+
+class SecretRedactor(Protocol):
+    """Replaces secrets in what callers send before it is stored, cached or logged."""
+
+    def redact(self, text: str) -> tuple[str, Mapping[str, int]]: ...
+
+    def redact_json(self, value: Any) -> tuple[Any, Mapping[str, int]]: ...
+
+
+class NoRedaction:
+    def redact(self, text: str) -> tuple[str, Mapping[str, int]]:
+        return text, {}
+
+    def redact_json(self, value: Any) -> tuple[Any, Mapping[str, int]]:
+        return value, {}
 
 
 class SessionRepository(Protocol):
@@ -87,7 +104,7 @@ class SessionRepository(Protocol):
     ) -> list[Session]: ...
 
     async def record_append(
-        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
+        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest, count: int = 1
     ) -> int:
         """Bump the entry counter and activity, store the digest; return the new sequence number."""
 
@@ -121,9 +138,25 @@ class EntryRepository(Protocol):
         context_types: Sequence[ContextType] | None,
     ) -> list[ContextEntry]: ...
 
+    async def add_many(
+        self, session_id: int, first_sequence: int, entries: Sequence[NewEntry], *, now: datetime
+    ) -> None:
+        """Insert entries numbered from `first_sequence` (one statement, many rows)."""
+        ...
+
+    async def existing_keys(self, session_id: int, keys: Sequence[str]) -> set[str]:
+        """Which of these idempotency keys the session already holds."""
+        ...
+
     async def list_tail(self, session_id: int, *, up_to: int, limit: int, excerpt_chars: int) -> list[EntryExcerpt]:
         """The newest `limit` entries up to `up_to`, newest first, each cut to its head and tail."""
         ...
+
+
+class ImportRepository(Protocol):
+    async def find(self, session_id: int, source: str) -> ImportCursor | None: ...
+
+    async def save(self, cursor: ImportCursor, *, now: datetime) -> None: ...
 
 
 class HandoffRepository(Protocol):
@@ -192,6 +225,7 @@ class UnitOfWork(Protocol):
     handoffs: HandoffRepository
     events: EventRepository
     maintenance: MaintenanceRepository
+    imports: ImportRepository
 
     async def __aenter__(self) -> Self: ...
 

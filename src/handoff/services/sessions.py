@@ -15,7 +15,7 @@ from handoff.domain.retention import DEFAULT_POLICY, policy_named
 from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
 from handoff.errors import AlreadyExists, Forbidden, InvalidInput, InvalidState
 from handoff.services.paging import check_limit, decode_cursor, encode_cursor
-from handoff.services.ports import Clock, NoRetry, Retrier, UnitOfWorkFactory
+from handoff.services.ports import Clock, NoRedaction, NoRetry, Retrier, SecretRedactor, UnitOfWorkFactory
 from handoff.services.transitions import expire_if_due, record_event, transition
 
 
@@ -39,7 +39,9 @@ class SessionService:
         limits: LimitSettings,
         lifecycle: LifecycleSettings,
         retry: Retrier | None = None,
+        redactor: SecretRedactor | None = None,
     ) -> None:
+        self._redactor: SecretRedactor = redactor or NoRedaction()
         self._uow = uow
         self._retry = retry or NoRetry()
         self._clock = clock
@@ -56,7 +58,7 @@ class SessionService:
     ) -> Session:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         agent = validate_agent(source_agent, field="source_agent", max_length=self._limits.max_key_length)
-        meta = validate_metadata(metadata, max_bytes=self._limits.max_metadata_bytes)
+        meta, _ = self._redactor.redact_json(validate_metadata(metadata, max_bytes=self._limits.max_metadata_bytes))
         ttl = self._lifecycle.default_ttl_seconds if ttl_seconds is None else ttl_seconds
         if not 1 <= ttl <= self._lifecycle.max_ttl_seconds:
             raise InvalidInput(

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, CursorResult, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-Params = Mapping[str, Any] | None
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
 class Db(Protocol):

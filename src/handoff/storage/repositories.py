@@ -17,6 +17,7 @@ from handoff.domain.models import (
     Handoff,
     HandoffStatus,
     HandoffType,
+    ImportCursor,
     LifecycleEvent,
     NewEntry,
     Participant,
@@ -30,6 +31,7 @@ from handoff.storage.packing import unpack_content
 from handoff.storage.tables import (
     context_entries,
     handoffs,
+    import_sources,
     lifecycle_events,
     session_participants,
     sessions,
@@ -54,7 +56,7 @@ _RECORD_APPEND = (
     sessions.update()
     .where(sessions.c.id == sa.bindparam("b_id"))
     .values(
-        entry_count=sessions.c.entry_count + 1,
+        entry_count=sessions.c.entry_count + sa.bindparam("b_count"),
         content_bytes=sessions.c.content_bytes + sa.bindparam("b_added"),
         last_activity_at=sa.bindparam("b_now"),
         updated_at=sa.bindparam("b_now"),
@@ -175,12 +177,13 @@ class SqlSessionRepository:
         return found
 
     async def record_append(
-        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest
+        self, session: Session, *, added_bytes: int, now: datetime, expires_at: datetime, digest: Digest, count: int = 1
     ) -> int:
         result = await self._db.execute(
             _RECORD_APPEND,
             {
                 "b_id": session.id,
+                "b_count": count,
                 "b_added": added_bytes,
                 "b_now": now,
                 "b_expires": expires_at,
@@ -298,6 +301,41 @@ class SqlEntryRepository:
             idempotency_key=entry.idempotency_key,
         )
 
+    async def add_many(
+        self, session_id: int, first_sequence: int, entries: Sequence[NewEntry], *, now: datetime
+    ) -> None:
+        if not entries:
+            return
+        await self._db.execute(
+            _INSERT_ENTRY,
+            [
+                {
+                    "session_id": session_id,
+                    "sequence_number": first_sequence + offset,
+                    "context_type": entry.context_type.value,
+                    "agent": entry.agent,
+                    "meta": entry.metadata,
+                    "content_bytes": entry.content_bytes,
+                    "content_sha256": entry.content_sha256,
+                    "idempotency_key": entry.idempotency_key,
+                    "created_at": now,
+                    "content": entry.content,
+                }
+                for offset, entry in enumerate(entries)
+            ],
+        )
+
+    async def existing_keys(self, session_id: int, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        c = context_entries.c
+        for start in range(0, len(keys), 500):  # bounded IN lists, on the unique (session, key) index
+            chunk = list(keys[start : start + 500])
+            rows = await self._db.fetch_mappings(
+                sa.select(c.idempotency_key).where(c.session_id == session_id, c.idempotency_key.in_(chunk))
+            )
+            found.update(str(r["idempotency_key"]) for r in rows)
+        return found
+
     async def find_by_idempotency_key(self, session_id: int, key: str) -> ContextEntry | None:
         row = (
             (
@@ -377,6 +415,46 @@ class SqlEntryRepository:
                 )
             )
         return excerpts
+
+
+class SqlImportRepository:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def find(self, session_id: int, source: str) -> ImportCursor | None:
+        c = import_sources.c
+        rows = await self._db.fetch_mappings(
+            sa.select(import_sources).where(c.session_id == session_id, c.source == source)
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ImportCursor(
+            session_id=int(r["session_id"]),
+            source=r["source"],
+            fingerprint=r["fingerprint"],
+            byte_offset=int(r["byte_offset"]),
+            line_count=int(r["line_count"]),
+            records=int(r["records"]),
+        )
+
+    async def save(self, cursor: ImportCursor, *, now: datetime) -> None:
+        # Runs inside the write transaction that stored the entries: update, else insert.
+        c = import_sources.c
+        values = {
+            "fingerprint": cursor.fingerprint,
+            "byte_offset": cursor.byte_offset,
+            "line_count": cursor.line_count,
+            "records": cursor.records,
+            "updated_at": now,
+        }
+        result = await self._db.execute(
+            import_sources.update().where(c.session_id == cursor.session_id, c.source == cursor.source).values(**values)
+        )
+        if not result.rowcount:
+            await self._db.execute(
+                import_sources.insert().values(session_id=cursor.session_id, source=cursor.source, **values)
+            )
 
 
 class SqlHandoffRepository:

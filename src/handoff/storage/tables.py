@@ -140,6 +140,22 @@ lifecycle_events = sa.Table(
     sa.Index("ix_lifecycle_events_session_id", "session_id", "id"),
 )
 
+# How far each imported log file has been read, per session: a growing log (a hook, `handoff
+# watch`) resumes here instead of re-reading from the start. Updated in the transaction that
+# stores the entries read, so the offset never runs ahead of what is stored.
+import_sources = sa.Table(
+    "import_sources",
+    metadata,
+    sa.Column("session_id", Id, sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source", sa.String(1024), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # of the file's head: a replaced file starts over
+    sa.Column("byte_offset", sa.BigInteger, nullable=False),
+    sa.Column("line_count", sa.BigInteger, nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("byte_offset >= 0", name="byte_offset"),
+)
+
 # Leases for background jobs on SQLite (PostgreSQL uses advisory locks instead; see storage/locks.py).
 job_leases = sa.Table(
     "job_leases",

@@ -20,6 +20,7 @@ from handoff.services.ports import (
     EntryRepository,
     EventRepository,
     HandoffRepository,
+    ImportRepository,
     MaintenanceRepository,
     SessionRepository,
     UnitOfWork,
@@ -32,6 +33,7 @@ from handoff.storage.repositories import (
     SqlEntryRepository,
     SqlEventRepository,
     SqlHandoffRepository,
+    SqlImportRepository,
     SqlSessionRepository,
 )
 
@@ -57,6 +59,7 @@ class _Repositories:
     handoffs: HandoffRepository
     events: EventRepository
     maintenance: MaintenanceRepository
+    imports: ImportRepository
 
     def _bind(self, db: Db) -> None:
         self.sessions = SqlSessionRepository(db)
@@ -64,6 +67,7 @@ class _Repositories:
         self.handoffs = SqlHandoffRepository(db)
         self.events = SqlEventRepository(db)
         self.maintenance = SqlMaintenanceRepository(db)
+        self.imports = SqlImportRepository(db)
 
 
 def _translate(exc: BaseException | None) -> None:
@@ -235,6 +239,7 @@ class GuardedUnitOfWork(_Repositories):
         self.handoffs = self._inner.handoffs
         self.events = self._inner.events
         self.maintenance = self._inner.maintenance
+        self.imports = self._inner.imports
         return self
 
     async def commit(self) -> None:

@@ -1,0 +1,151 @@
+"""Choosing which lines of a brief fit its budget: most new information per token first.
+
+Every section offers lines in its own priority order and has a prior: how much one of its lines
+is usually worth to the next agent (a failing test more than one more command). A line's worth
+also depends on what the brief already says: a sentence naming a file, a function or a test the
+brief has not mentioned yet tells the reader more than one that repeats them. So lines are picked
+greedily by prior × novelty ÷ cost among each section's next line, which keeps every section's
+own order, lets a bigger budget only ever add lines, and never exceeds the budget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+_IDENT = re.compile(
+    r"`[^`\n]{2,80}`|[\w.-]+/[\w./-]+|\b\w+\.\w{1,5}\b|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b"
+    r"|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\b|\b\w*\d\w*\b|\b[A-Z]{2,}\b"
+)
+_WORD = re.compile(r"[^\W\d_]{5,}")
+_STOP = frozenset(
+    [
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "because",
+        "before",
+        "being",
+        "below",
+        "between",
+        "could",
+        "doing",
+        "during",
+        "further",
+        "having",
+        "other",
+        "should",
+        "their",
+        "there",
+        "these",
+        "those",
+        "through",
+        "under",
+        "until",
+        "while",
+        "would",
+        "which",
+        "where",
+        "shall",
+        "since",
+        "still",
+        "first",
+        "after",
+        "every",
+        "never",
+        "always",
+        "maybe",
+        "might",
+        "using",
+        "instead",
+        "tests",
+        "test",
+        "files",
+        "file",
+        "added",
+        "works",
+        "needs",
+        "change",
+        "changes",
+        "entry",
+        "entries",
+        "output",
+        "command",
+        "commands",
+        "agent",
+        "agents",
+        "session",
+        "brief",
+        "passed",
+        "failed",
+        "error",
+    ]
+)
+# Scripts without spaces between words: count character pairs as terms.
+_WIDE = re.compile(r"[\u3040-\u9fff\uac00-\ud7af]{2}")
+
+
+def terms(text: str) -> dict[str, float]:
+    """The distinctive terms of a line, with how much each says (identifiers most)."""
+    found: dict[str, float] = {}
+    for match in _IDENT.findall(text):
+        found[match.strip("`").lower()] = 1.0
+    for word in _WORD.findall(text):
+        lowered = word.lower()
+        if lowered not in _STOP:
+            found.setdefault(lowered, 0.3)
+    for pair in _WIDE.findall(text):
+        found.setdefault(pair, 0.25)
+    return found
+
+
+@dataclass(slots=True)
+class Section:
+    title: str
+    prior: float
+    candidates: list[tuple[int, str]]  # (display order, text), in the section's priority order
+    decay: float = 0.93  # each further line of a section is worth a little less
+    cap: float = 1.0  # most of the budget this section may take (the task, a long note)
+    chosen: list[tuple[int, str]] = field(default_factory=list)
+    used: int = 0
+    next_index: int = 0
+
+
+def select(sections: list[Section], room: int, cost: Callable[[str], int], clip: Callable[[str, int], str]) -> int:
+    """Fill the sections' `chosen` lines within `room` tokens; return the tokens used."""
+    used = 0
+    known: set[str] = set()
+    while True:
+        best: tuple[float, Section, str, int] | None = None
+        for section in sections:
+            while section.next_index < len(section.candidates):
+                order, text = section.candidates[section.next_index]
+                overhead = 0 if section.chosen else cost(f"\n## {section.title}")
+                price = cost(text) + overhead
+                limit = min(room - used, int(room * section.cap) - section.used)
+                if price > limit:
+                    cut = clip(text, limit - overhead - 1) if limit - overhead >= 40 and cost(text) > 60 else ""
+                    if not cut:
+                        section.next_index += 1  # does not fit: the next line may
+                        continue
+                    section.candidates[section.next_index] = (order, cut)
+                    text, price = cut, cost(cut) + overhead
+                found = terms(text)
+                novelty = sum(weight for term, weight in found.items() if term not in known)
+                worth = section.prior * (section.decay ** len(section.chosen)) * (0.4 + min(novelty, 8.0))
+                value = worth / max(price, 1)
+                if best is None or value > best[0]:
+                    best = (value, section, text, price)
+                break
+        if best is None:
+            return used
+        _, section, text, price = best
+        order, _ = section.candidates[section.next_index]
+        section.chosen.append((order, text))
+        section.next_index += 1
+        section.used += price
+        used += price
+        known.update(terms(text))

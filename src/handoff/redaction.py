@@ -1,0 +1,191 @@
+"""Secret redaction before anything is stored, cached or logged.
+
+The provider patterns (AWS, GitHub, GitLab, Slack, Stripe, npm, PyPI, Twilio, SendGrid, JWT …) are
+detect-secrets' own, so they stay maintained upstream; we add what an agent's log needs on top:
+whole private-key blocks (detect-secrets flags only the BEGIN line), current OpenAI/Anthropic key
+shapes, `Authorization:` headers, passwords in connection strings, and `password = …`/`token: …`
+assignments whose value looks random (so `password = None` or `token_count = 3` stay). Entropy
+detectors are left out on purpose: they redact commit SHAs, UUIDs and content hashes, which the
+next agent needs. A cheap pre-filter keeps the cost of clean text close to one regex scan.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_MAX_SCAN_CHARS = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    kind: str
+    pattern: re.Pattern[str]
+    group: int = 0  # the part of a match that is the secret (0: all of it)
+    check_entropy: bool = False
+
+
+_OWN_RULES = [
+    Rule(
+        "private_key",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+        ),
+    ),
+    Rule("anthropic_key", re.compile(r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}")),
+    Rule("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,}")),
+    Rule("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})")),
+    Rule("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    Rule("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    Rule("npm_token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b")),
+    Rule("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    Rule("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
+    Rule(
+        "aws_secret_key",
+        re.compile(
+            r"(?i)aws.{0,20}?(?:secret|private).{0,20}?['\"]?\s*[:=]\s*['\"]?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
+        ),
+        group=1,
+    ),
+    Rule("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    Rule(
+        "authorization_header",
+        re.compile(
+            r"(?i)\b(?:proxy-)?authorization\s*[:=]\s*['\"]?(?:bearer|basic|token|digest)?\s*([A-Za-z0-9._~+/=-]{8,})"
+        ),
+        group=1,
+    ),
+    Rule("bearer_token", re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{20,})"), group=1),
+    Rule(
+        "connection_string_password",
+        re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@'\"]{1,100}:([^\s@/'\"]{3,200})@[\w.-]+"),
+        group=1,
+    ),
+    Rule(
+        "secret_assignment",
+        re.compile(
+            r"(?i)\b(?:[\w-]{0,40}[_.-])?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
+            r"private[_-]?key|client[_-]?secret|auth[_-]?key)['\"]?\s*(?::=|=>|[:=])\s*['\"]?"
+            r"([A-Za-z0-9+/=_.~!@#$%^&*-]{8,200})(?![\w(<\[])"
+        ),
+        group=1,
+        check_entropy=True,
+    ),
+]
+_PREFILTER = re.compile(
+    r"PRIVATE KEY|sk-|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AIza|AKIA|ASIA|ABIA|ACCA|eyJ|(?i:authoriz|bearer|"
+    r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|aws|://[^\s/]*:[^\s/]*@)|"
+    r"npm_|pypi-|SG\.|sk_live|rk_live|AC[a-f0-9]{32}|SK[a-f0-9]{32}|AccountKey|discord|\d{8,10}:AA"
+)
+# detect-secrets' regex detectors we take as they are (by class name); the rest are either covered
+# above with exact spans or are entropy/IP detectors that would redact what is not a secret.
+_UPSTREAM = (
+    "ArtifactoryDetector",
+    "AzureStorageKeyDetector",
+    "DiscordBotTokenDetector",
+    "MailchimpDetector",
+    "NpmDetector",
+    "PypiTokenDetector",
+    "SendGridDetector",
+    "SquareOAuthDetector",
+    "StripeDetector",
+    "TelegramBotTokenDetector",
+    "TwilioKeyDetector",
+)
+
+
+def _upstream_rules() -> list[Rule]:
+    try:
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    except ImportError:  # the library is a dependency; without it our own rules still apply
+        return []
+    rules = []
+    for cls in get_mapping_from_secret_type_to_class().values():
+        if cls.__name__ not in _UPSTREAM:
+            continue
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Detector")).lower()
+        for pattern in getattr(cls, "denylist", ()):
+            rules.append(Rule(kind, pattern, group=1 if pattern.groups else 0))
+    return rules
+
+
+def _entropy(value: str) -> float:
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def _looks_random(value: str) -> bool:
+    """A secret value, not a word, a placeholder or a reference (`${VAR}`, `None`, `changeme`)."""
+    if len(value) < 8 or value.startswith(("$", "<", "{", "%", "os.environ", "process.env", "env(")):
+        return False
+    if re.fullmatch(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", value):
+        return False  # an attribute reference in code (settings.api_key), not a value
+    classes = sum(bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"\d", r"[^A-Za-z0-9]"))
+    return _entropy(value) >= 3.0 and classes >= 2 and not value.isalpha()
+
+
+class Redactor:
+    """Replaces secrets with `[REDACTED:kind]` and counts them by kind."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        extra_patterns: Iterable[str] = (),
+        on_redacted: Callable[[Counter[str]], None] | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self._on_redacted = on_redacted
+        extra = [Rule("custom", re.compile(p)) for p in extra_patterns]
+        self._rules = [*_OWN_RULES, *_upstream_rules(), *extra]
+        self._extra = bool(extra)
+
+    def redact(self, text: str) -> tuple[str, Counter[str]]:
+        """The text with its secrets replaced, and how many of each kind there were."""
+        counts: Counter[str] = Counter()
+        if not self.enabled or not text:
+            return text, counts
+        if not self._extra and not _PREFILTER.search(text, 0, _MAX_SCAN_CHARS):
+            return text, counts
+        for rule in self._rules:
+            text = rule.pattern.sub(lambda m, r=rule: self._replace(m, r, counts), text)
+        if counts and self._on_redacted is not None:
+            self._on_redacted(counts)
+        return text, counts
+
+    def redact_json(self, value: Any) -> tuple[Any, Counter[str]]:
+        """The same, through every string value of a JSON value (keys are kept as they are)."""
+        counts: Counter[str] = Counter()
+
+        def walk(item: Any) -> Any:
+            if isinstance(item, str):
+                text, found = self.redact(item)
+                counts.update(found)
+                return text
+            if isinstance(item, dict):
+                return {k: walk(v) for k, v in item.items()}
+            if isinstance(item, list):
+                return [walk(v) for v in item]
+            return item
+
+        return walk(value), counts
+
+    @staticmethod
+    def _replace(match: re.Match[str], rule: Rule, counts: Counter[str]) -> str:
+        group = rule.group if rule.group <= (match.re.groups or 0) else 0
+        secret = match.group(group) if group else match.group(0)
+        if not secret or secret.startswith("[REDACTED:"):
+            return match.group(0)
+        if rule.check_entropy and not _looks_random(secret):
+            return match.group(0)
+        counts[rule.kind] += 1
+        if not group:
+            return f"[REDACTED:{rule.kind}]"
+        start, end = match.span(group)
+        whole = match.group(0)
+        offset = match.start(0)
+        return whole[: start - offset] + f"[REDACTED:{rule.kind}]" + whole[end - offset :]
