@@ -76,11 +76,16 @@ _OWN_RULES = [
         check_entropy=True,
     ),
 ]
-_PREFILTER = re.compile(
-    r"PRIVATE KEY|sk-|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AIza|AKIA|ASIA|ABIA|ACCA|eyJ|(?i:authoriz|bearer|"
-    r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|aws|://[^\s/]*:[^\s/]*@)|"
-    r"npm_|pypi-|SG\.|sk_live|rk_live|AC[a-f0-9]{32}|SK[a-f0-9]{32}|AccountKey|discord|\d{8,10}:AA"
+# Lower-case markers at least one of which every rule's match contains: text holding none of them
+# is clean, and in a big text only the lines around them are examined.
+_MARKERS = (
+    "private key", "sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "aiza",
+    "akia", "asia", "abia", "acca", "eyj", "authoriz", "bearer", "passw", "pwd", "secret", "token", "api_key",
+    "api-key", "apikey", "access_key", "access-key", "private_key", "private-key", "auth_key", "auth-key", "aws",
+    "npm_", "pypi-", "sg.", "sk_live", "rk_live", "sk_test", "rk_test", "accountkey", "discord", "://", "akc", "cmvmd",
 )
+_WINDOW_THRESHOLD = 8_192
+_MAX_WINDOWS = 20_000
 # detect-secrets' regex detectors we take as they are (by class name); the rest are either covered
 # above with exact spans or are entropy/IP detectors that would redact what is not a secret.
 _UPSTREAM = (
@@ -93,8 +98,6 @@ _UPSTREAM = (
     "SendGridDetector",
     "SquareOAuthDetector",
     "StripeDetector",
-    "TelegramBotTokenDetector",
-    "TwilioKeyDetector",
 )
 
 
@@ -111,6 +114,20 @@ def _upstream_rules() -> list[Rule]:
         for pattern in getattr(cls, "denylist", ()):
             rules.append(Rule(kind, pattern, group=1 if pattern.groups else 0))
     return rules
+
+
+def _has_marker(lowered: str) -> bool:
+    return any(marker in lowered for marker in _MARKERS)
+
+
+def _merged(spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _entropy(value: str) -> float:
@@ -149,13 +166,46 @@ class Redactor:
         counts: Counter[str] = Counter()
         if not self.enabled or not text:
             return text, counts
-        if not self._extra and not _PREFILTER.search(text, 0, _MAX_SCAN_CHARS):
-            return text, counts
-        for rule in self._rules:
-            text = rule.pattern.sub(lambda m, r=rule: self._replace(m, r, counts), text)
+        if self._extra or len(text) <= _WINDOW_THRESHOLD:
+            if self._extra or _has_marker(text.lower()):
+                text = self._apply(text, counts)
+        else:
+            text = self._redact_windows(text, counts)
         if counts and self._on_redacted is not None:
             self._on_redacted(counts)
         return text, counts
+
+    def _apply(self, text: str, counts: Counter[str]) -> str:
+        for rule in self._rules:
+            text = rule.pattern.sub(lambda m, r=rule: self._replace(m, r, counts), text)
+        return text
+
+    def _redact_windows(self, text: str, counts: Counter[str]) -> str:
+        """A big text: only the lines holding a marker are examined (a key block: up to its END)."""
+        lowered = text[:_MAX_SCAN_CHARS].lower()
+        spans: set[tuple[int, int]] = set()
+        for marker in _MARKERS:
+            at = lowered.find(marker)
+            while at != -1 and len(spans) < _MAX_WINDOWS:
+                start = lowered.rfind("\n", 0, at) + 1
+                end = lowered.find("\n", at)
+                end = len(lowered) if end == -1 else end
+                if marker == "private key":
+                    closing = lowered.find("-----end", at)
+                    end = max(end, lowered.find("\n", closing + 8) if closing != -1 else len(lowered))
+                    end = len(lowered) if end == -1 else end
+                spans.add((start, end))
+                at = lowered.find(marker, end)
+        if not spans:
+            return text
+        pieces: list[str] = []
+        cursor = 0
+        for start, end in _merged(spans):
+            pieces.append(text[cursor:start])
+            pieces.append(self._apply(text[start:end], counts))
+            cursor = end
+        pieces.append(text[cursor:])
+        return "".join(pieces)
 
     def redact_json(self, value: Any) -> tuple[Any, Counter[str]]:
         """The same, through every string value of a JSON value (keys are kept as they are)."""
