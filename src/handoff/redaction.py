@@ -11,6 +11,7 @@ next agent needs. A cheap pre-filter keeps the cost of clean text close to one r
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -82,8 +83,37 @@ _MARKERS = (
     "private key", "sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "aiza",
     "akia", "asia", "abia", "acca", "eyj", "authoriz", "bearer", "passw", "pwd", "secret", "token", "api_key",
     "api-key", "apikey", "access_key", "access-key", "private_key", "private-key", "auth_key", "auth-key", "aws",
-    "npm_", "pypi-", "sg.", "sk_live", "rk_live", "sk_test", "rk_test", "accountkey", "discord", "://", "akc", "cmvmd",
+    "npm_", "pypi-", "sg.", "sk_live", "rk_live", "sk_test", "rk_test", "accountkey", "://", "akc", "cmvmd", "-us",
+    "sq0", "_authtoken",
 )
+_KEYWORDS = ("passw", "pwd", "secret", "token", "api_key", "api-key", "apikey", "access_key", "access-key",
+             "private_key", "private-key", "auth_key", "auth-key")
+# Which markers each rule's matches contain: a rule runs only on text holding one of them.
+_RULE_MARKERS: dict[str, tuple[str, ...]] = {
+    "private_key": ("private key",),
+    "anthropic_key": ("sk-",),
+    "openai_key": ("sk-",),
+    "github_token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "gitlab_token": ("glpat-",),
+    "slack_token": ("xox",),
+    "npm_token": ("npm_",),
+    "google_api_key": ("aiza",),
+    "aws_access_key": ("akia", "asia", "abia", "acca"),
+    "aws_secret_key": ("aws",),
+    "jwt": ("eyj",),
+    "authorization_header": ("authoriz",),
+    "bearer_token": ("bearer",),
+    "connection_string_password": ("://",),
+    "secret_assignment": _KEYWORDS,
+    "artifactory": ("akc", "cmvmd"),
+    "azure_storage_key": ("accountkey",),
+    "mailchimp": ("-us",),
+    "npm": ("npm_", "_authtoken"),
+    "pypi_token": ("pypi-",),
+    "send_grid": ("sg.",),
+    "square_o_auth": ("sq0",),
+    "stripe": ("sk_live", "rk_live", "sk_test", "rk_test"),
+}
 _WINDOW_THRESHOLD = 8_192
 _MAX_WINDOWS = 20_000
 # detect-secrets' regex detectors we take as they are (by class name); the rest are either covered
@@ -91,7 +121,6 @@ _MAX_WINDOWS = 20_000
 _UPSTREAM = (
     "ArtifactoryDetector",
     "AzureStorageKeyDetector",
-    "DiscordBotTokenDetector",
     "MailchimpDetector",
     "NpmDetector",
     "PypiTokenDetector",
@@ -116,8 +145,11 @@ def _upstream_rules() -> list[Rule]:
     return rules
 
 
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in sorted(_MARKERS, key=len, reverse=True)))
+
+
 def _has_marker(lowered: str) -> bool:
-    return any(marker in lowered for marker in _MARKERS)
+    return _MARKER_RE.search(lowered) is not None
 
 
 def _merged(spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -176,7 +208,11 @@ class Redactor:
         return text, counts
 
     def _apply(self, text: str, counts: Counter[str]) -> str:
+        found = set(_MARKER_RE.findall(text.lower()))
         for rule in self._rules:
+            markers = _RULE_MARKERS.get(rule.kind)
+            if markers is not None and not found.intersection(markers):
+                continue
             text = rule.pattern.sub(lambda m, r=rule: self._replace(m, r, counts), text)
         return text
 
@@ -210,6 +246,8 @@ class Redactor:
     def redact_json(self, value: Any) -> tuple[Any, Counter[str]]:
         """The same, through every string value of a JSON value (keys are kept as they are)."""
         counts: Counter[str] = Counter()
+        if not self.enabled or not self._extra and not _has_marker(json.dumps(value, ensure_ascii=False).lower()):
+            return value, counts  # one scan of the whole value instead of one per string
 
         def walk(item: Any) -> Any:
             if isinstance(item, str):

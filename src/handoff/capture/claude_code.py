@@ -42,7 +42,7 @@ _BASH_INPUT = re.compile(r"<bash-input>(.*?)</bash-input>", re.S)
 _BASH_OUTPUT = re.compile(r"<bash-(?:stdout|stderr)>(.*?)</bash-(?:stdout|stderr)>", re.S)
 _INTERRUPTED = re.compile(r"^\[Request interrupted by user[^\]]*\]")
 _REJECTED = "The user doesn't want to proceed with this tool use"
-_MAX_INPUT_VALUE = 2_000
+_STRUCTURED_TOOLS = {"TodoWrite", "TaskCreate", "TaskUpdate", "ExitPlanMode", "exit_plan_mode", "Task", "Agent"}
 
 
 def read_claude_code(path: Path, report: ReadReport, starts: dict[str, Position] | None = None) -> Iterator[Captured]:
@@ -197,7 +197,10 @@ def _relative(path: str, cwd: str | None) -> str:
 def _tool_use(
     rid: str, name: str, call_id: str, data: dict[str, Any], extra: dict[str, Any], cwd: str | None
 ) -> Captured:
-    meta: dict[str, Any] = {"tool": name, "tool_use_id": call_id, "phase": "call", "input": _small(data), **extra}
+    # Plans and to-do lists keep their whole input (the digest reads their structure); other tools
+    # keep short fields only: the content already holds the command, the diff or the text.
+    limit = 20_000 if name in _STRUCTURED_TOOLS else 300
+    meta: dict[str, Any] = {"tool": name, "tool_use_id": call_id, "phase": "call", "input": _small(data, limit), **extra}
     path = data.get("file_path") or data.get("notebook_path")
     if name in _EDIT_TOOLS and isinstance(path, str):
         path = _relative(path, cwd)
@@ -207,7 +210,6 @@ def _tool_use(
         described = f"  # {data['description']}" if isinstance(data.get("description"), str) else ""
         return Captured(rid, "tool_call", clean_text(f"$ {data['command']}{described}"), meta)
     if name in ("ExitPlanMode", "exit_plan_mode") and isinstance(data.get("plan"), str):
-        meta["input"] = {"plan": data["plan"][:20_000]}
         return Captured(rid, "tool_call", clean_text(f"{name}: plan for approval\n{data['plan']}"), meta)
     return Captured(rid, "tool_call", clean_text(f"{name} {json.dumps(data, ensure_ascii=False)[:20_000]}"), meta)
 
@@ -233,15 +235,15 @@ def _diff(old: str, new: str) -> str:
     return "\n".join(list(lines)[:400])
 
 
-def _small(data: dict[str, Any]) -> dict[str, Any]:
+def _small(data: dict[str, Any], limit: int) -> dict[str, Any]:
     """Tool input for metadata: long strings cut, so a Write of a big file stays small metadata."""
     out: dict[str, Any] = {}
     for key, value in list(data.items())[:30]:
-        if isinstance(value, str) and len(value) > _MAX_INPUT_VALUE:
-            out[key] = value[:_MAX_INPUT_VALUE] + "…"
+        if isinstance(value, str) and len(value) > limit:
+            out[key] = value[:limit] + "…"
         elif isinstance(value, list | dict):
             encoded = json.dumps(value, ensure_ascii=False)
-            out[key] = value if len(encoded) <= 8 * _MAX_INPUT_VALUE else encoded[: 8 * _MAX_INPUT_VALUE] + "…"
+            out[key] = value if len(encoded) <= limit else encoded[:limit] + "…"
         else:
             out[key] = value
     return json.loads(clean_text(json.dumps(out, ensure_ascii=False)))

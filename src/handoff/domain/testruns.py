@@ -155,8 +155,20 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
+# Every runner's output holds at least one of these; most tool output (file contents, listings)
+# holds none, and is answered without running the per-line patterns.
+_SIGNS = re.compile(
+    r"PASS|FAIL|passed|failed|passing|failing|Ran \d|tests finished|test result|Tests run|examples?,|"
+    r"[✓✕×√✔✗○]|\bok\b|\bOK\b|ERROR|Passed|Failed|Tests:|Test Files|tests? completed|Skipped"
+)
+
+
 def parse_test_output(text: str) -> TestRun | None:
     """The test run this output reports, or None when it is not test output."""
+    if not _SIGNS.search(text, 0, MAX_SCAN_CHARS) and (
+        len(text) <= MAX_SCAN_CHARS or not _SIGNS.search(text, len(text) - MAX_SCAN_CHARS)
+    ):
+        return None
     if len(text) > MAX_SCAN_CHARS:
         # The verdicts sit at the end; the start names what ran.
         text = text[: MAX_SCAN_CHARS // 4] + "\n" + text[-(MAX_SCAN_CHARS * 3 // 4) :]
