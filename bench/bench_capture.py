@@ -109,7 +109,9 @@ def bench_big_log(megabytes: int) -> dict[str, float]:
         env = {**os.environ, "HANDOFF_DATABASE_URL": f"sqlite:///{tmp}/big.db"}
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
-        done = subprocess.run([HANDOFF, "import", str(log), "--json"], env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [HANDOFF, "import", str(log), "--json"], env=env, capture_output=True, text=True, check=True
+        )
         seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result = json.loads(done.stdout)
@@ -129,8 +131,12 @@ def bench_hook(entries: int, calls: int) -> dict[str, float]:
         lines = log.read_text().splitlines(keepends=True)
         log.write_text("".join(lines[:entries]))
         env = {**os.environ, "HANDOFF_DATABASE_URL": f"sqlite:///{tmp}/hook.db"}
-        subprocess.run([HANDOFF, "import", str(log), "--session-key", "claude-code-abc123"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [HANDOFF, "import", str(log), "--session-key", "claude-code-abc123"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         payload = json.dumps({"session_id": "abc123", "transcript_path": str(log), "hook_event_name": "PostToolUse"})
         hook_times, wait_times, floor = [], [], []
         for call in range(calls):

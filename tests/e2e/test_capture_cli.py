@@ -40,7 +40,14 @@ async def session_state(db: ServerDatabase, key: str) -> tuple[int, list[str | N
 
 
 @pytest.mark.parametrize(
-    "case", ["cc-hyprland-teams-plan", "codex-wrapped-lmstudio", "codex-legacy-convex-seed", "aider-iot-pytorch", "msa-django-field-deepcopy"]
+    "case",
+    [
+        "cc-hyprland-teams-plan",
+        "codex-wrapped-lmstudio",
+        "codex-legacy-convex-seed",
+        "aider-iot-pytorch",
+        "msa-django-field-deepcopy",
+    ],
 )
 def test_import_is_idempotent_and_prints_one_json_object(server_db: ServerDatabase, case: str) -> None:
     path = next((CASES / case).glob("source.*"))
@@ -71,7 +78,12 @@ def test_a_log_that_grew_imports_only_its_new_records(server_db: ServerDatabase,
 
 @pytest.mark.parametrize("kind", ["directory", "missing", "binary", "text"])
 def test_bad_paths_get_one_line_and_exit_2(server_db: ServerDatabase, tmp_path: Path, kind: str) -> None:
-    path = {"directory": tmp_path, "missing": tmp_path / "nope.jsonl", "binary": tmp_path / "bin", "text": tmp_path / "t.md"}[kind]
+    path = {
+        "directory": tmp_path,
+        "missing": tmp_path / "nope.jsonl",
+        "binary": tmp_path / "bin",
+        "text": tmp_path / "t.md",
+    }[kind]
     if kind == "binary":
         shutil.copy("/bin/sh", path)
     if kind == "text":
@@ -89,7 +101,10 @@ def test_wrong_format_flag_names_what_was_detected(server_db: ServerDatabase) ->
 def test_import_redacts_secrets_before_storing(server_db: ServerDatabase, tmp_path: Path) -> None:
     log = tmp_path / "leak.jsonl"
     record = {
-        "type": "user", "sessionId": "leak-1", "uuid": "u1", "timestamp": "2026-01-01T00:00:00Z",
+        "type": "user",
+        "sessionId": "leak-1",
+        "uuid": "u1",
+        "timestamp": "2026-01-01T00:00:00Z",
         "message": {"role": "user", "content": "deploy with AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE please"},
     }
     log.write_text(json.dumps(record) + "\n")
@@ -116,7 +131,12 @@ def test_claude_code_hook_captures_a_growing_transcript(server_db: ServerDatabas
     counts = []
     for event, upto in (("UserPromptSubmit", 40), ("PostToolUse", 120), ("Stop", len(lines))):
         transcript.write_text("".join(lines[:upto]))
-        payload = {"session_id": "7ef4b236", "transcript_path": str(transcript), "hook_event_name": event, "cwd": str(tmp_path)}
+        payload = {
+            "session_id": "7ef4b236",
+            "transcript_path": str(transcript),
+            "hook_event_name": event,
+            "cwd": str(tmp_path),
+        }
         started = time.monotonic()
         done = run(server_db, "hook", "claude-code", stdin=json.dumps(payload))
         assert done.returncode == 0 and time.monotonic() - started < 10
@@ -145,9 +165,13 @@ def test_watch_follows_a_growing_codex_rollout(server_db: ServerDatabase, tmp_pa
     rollout.write_text("".join(lines[:30]))
     watcher = subprocess.Popen(
         [HANDOFF, "watch", str(rollout), "--interval", "0.2", "--session-key", "fonts"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server_env(server_db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server_env(server_db),
     )
     try:
+
         def wait_for(predicate: Any) -> int:
             deadline = time.monotonic() + 60
             while True:

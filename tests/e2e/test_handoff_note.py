@@ -17,7 +17,11 @@ async def seed(client: Client) -> None:
     for kind, content, meta in (
         ("message", "Make the CSV importer stream rows. Never load the whole file.", {"role": "user"}),
         ("message", "The root cause is that parse_row() compiles its regex per row.", {"role": "assistant"}),
-        ("tool_call", "FAILED tests/test_csv.py::test_bom - UnicodeError\n1 failed, 4 passed in 0.2s", {"tool": "bash", "command": "pytest -q"}),
+        (
+            "tool_call",
+            "FAILED tests/test_csv.py::test_bom - UnicodeError\n1 failed, 4 passed in 0.2s",
+            {"tool": "bash", "command": "pytest -q"},
+        ),
     ):
         structured(
             await client.call_tool(
@@ -68,14 +72,18 @@ async def test_the_note_leads_the_brief_and_is_stored_with_the_handoff(client: C
 )
 async def test_a_bad_note_is_invalid_input_naming_the_field(client: Client, note: object, field: str) -> None:
     await seed(client)
-    error = tool_error(await client.call_tool("request_handoff", {"session_key": "csv", "target_agent": "codex", "note": note}))
+    error = tool_error(
+        await client.call_tool("request_handoff", {"session_key": "csv", "target_agent": "codex", "note": note})
+    )
     assert error["code"] == "invalid_input" and error["details"]["field"] == field
     # Nothing was handed off: the session still belongs to its owner.
     session = structured(await client.call_tool("get_session", {"session_key": "csv"}))["session"]
     assert session["owner_agent"] == "claude"
 
 
-async def test_secrets_sent_through_update_context_are_redacted_and_counted(client: Client, container: Container) -> None:
+async def test_secrets_sent_through_update_context_are_redacted_and_counted(
+    client: Client, container: Container
+) -> None:
     await seed(client)
     receipt = structured(
         await client.call_tool(

@@ -7,8 +7,14 @@ import pytest
 from handoff.redaction import Redactor
 
 POSITIVE = [
-    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----", "private_key"),
-    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1c7+9z5Pad7OejecsQ0bu3aumOMHZ+mEeSNLGk3rYVfdhZn\n(truncated", "private_key"),
+    (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----",
+        "private_key",
+    ),
+    (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1c7+9z5Pad7OejecsQ0bu3aumOMHZ+mEeSNLGk3rYVfdhZn\n(truncated",
+        "private_key",
+    ),
     ("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "aws_access_key"),
     ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_key"),
     ("GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789", "github_token"),
@@ -56,7 +62,9 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 def test_json_values_are_redacted_keys_kept_and_the_off_switch_works() -> None:
     value = {"env": ["GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789"], "ghp_key_name": 1}
     redacted, counts = Redactor().redact_json(value)
-    assert redacted == {"env": ["GITHUB_TOKEN=[REDACTED:github_token]"], "ghp_key_name": 1} and counts["github_token"] == 1
+    assert (
+        redacted == {"env": ["GITHUB_TOKEN=[REDACTED:github_token]"], "ghp_key_name": 1} and counts["github_token"] == 1
+    )
     assert Redactor(enabled=False).redact_json(value) == (value, {})
 
 

@@ -200,7 +200,13 @@ def _tool_use(
     # Plans and to-do lists keep their whole input (the digest reads their structure); other tools
     # keep short fields only: the content already holds the command, the diff or the text.
     limit = 20_000 if name in _STRUCTURED_TOOLS else 300
-    meta: dict[str, Any] = {"tool": name, "tool_use_id": call_id, "phase": "call", "input": _small(data, limit), **extra}
+    meta: dict[str, Any] = {
+        "tool": name,
+        "tool_use_id": call_id,
+        "phase": "call",
+        "input": _small(data, limit),
+        **extra,
+    }
     path = data.get("file_path") or data.get("notebook_path")
     if name in _EDIT_TOOLS and isinstance(path, str):
         path = _relative(path, cwd)

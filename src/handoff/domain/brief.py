@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,7 +341,7 @@ def _analysis_lines(digest: Digest) -> list[tuple[int, str]]:
     return lines
 
 
-def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> list[tuple[int, str]]:
+def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> list[tuple[int, str | Callable[[], str]]]:
     """The newest entries, newest first (priority), each cut to what a reader needs.
 
     A tool call and the output that answers it share one line, so a command costs one line.
@@ -352,13 +352,12 @@ def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> list[tuple[int, str
         if _is_call(call) and _answers(result, call):
             answered[call.sequence_number] = result
     skip = {r.sequence_number for r in answered.values()}
-    lines: list[tuple[int, str]] = []
+    lines: list[tuple[int, str | Callable[[], str]]] = []
     for entry in reversed(ordered):
         if entry.sequence_number in skip:
             continue
-        text = _excerpt_line(entry, answered.get(entry.sequence_number), w)
-        if text:
-            lines.append((entry.sequence_number, text))
+        result = answered.get(entry.sequence_number)
+        lines.append((entry.sequence_number, lambda e=entry, r=result: _excerpt_line(e, r, w)))
     return lines
 
 
@@ -435,7 +434,7 @@ def _message_gist(text: str, role: str, limit: int) -> str:
     flat = " ".join(text.split())
     if len(flat) <= 2 * limit:
         return clip(flat, limit)
-    units = sentences(text)
+    units = sentences(text)[:40]
     scored = []
     for index, unit in enumerate(units):
         found = score_sentence(unit, "user" if role in ("user", "human") else "assistant")

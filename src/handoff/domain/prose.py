@@ -227,10 +227,14 @@ def score_sentence(text: str, role: str, only: frozenset[str] | None = None) -> 
     return Salient(text=clip(text, MAX_SENTENCE_CHARS), category=category, score=round(score, 2))
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+_SYMBOL = re.compile(r"[{}\[\]()<>=;|\\$#@]")
+_WIDE_CHAR = re.compile(r"[\u3040-\u9fff\uac00-\ud7af]")
+
+
 def _looks_like_code_or_output(text: str) -> bool:
-    symbols = sum(1 for ch in text if ch in "{}[]()<>=;|\\$#@")
-    letters = sum(1 for ch in text if ch.isalpha())
-    return letters < len(text) * 0.45 or symbols > len(text) * 0.12
+    letters = len(_LETTER.findall(text))
+    return letters < len(text) * 0.45 or len(_SYMBOL.findall(text)) > len(text) * 0.12
 
 
 def clip(text: str, limit: int) -> str:
@@ -257,8 +261,7 @@ _SETTING = re.compile(r"^\s*[\w.-]+\s*[=:]\s*\S+\s*$")
 
 def word_count(text: str) -> int:
     """Words, counting two CJK characters as one (those scripts do not separate words by spaces)."""
-    wide = sum(1 for ch in text if "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
-    return len(text.split()) + wide // 2
+    return len(text.split()) + len(_WIDE_CHAR.findall(text)) // 2
 
 
 def is_low_information(text: str) -> bool:

@@ -102,11 +102,16 @@ def terms(text: str) -> dict[str, float]:
     return found
 
 
+_SMALLEST_LINE = 12  # tokens: with less room left, a section's remaining lines are not looked at
+
+
 @dataclass(slots=True)
 class Section:
     title: str
     prior: float
-    candidates: list[tuple[int, str]]  # (display order, text), in the section's priority order
+    # (display order, text), in the section's priority order; a text may be a function that makes
+    # it, so lines that are never looked at (the older history on a small budget) cost nothing.
+    candidates: list[tuple[int, str | Callable[[], str]]]
     decay: float = 0.93  # each further line of a section is worth a little less
     cap: float = 1.0  # most of the budget this section may take (the task, a long note)
     chosen: list[tuple[int, str]] = field(default_factory=list)
@@ -118,22 +123,45 @@ def select(sections: list[Section], room: int, cost: Callable[[str], int], clip:
     """Fill the sections' `chosen` lines within `room` tokens; return the tokens used."""
     used = 0
     known: set[str] = set()
+    cached: dict[str, dict[str, float]] = {}
+    prices: dict[str, int] = {}
+
+    def price_of(text: str) -> int:
+        found = prices.get(text)
+        if found is None:
+            found = prices[text] = cost(text)
+        return found
+
+    def terms_of(text: str) -> dict[str, float]:
+        found = cached.get(text)
+        if found is None:
+            found = cached[text] = terms(text)
+        return found
+
     while True:
         best: tuple[float, Section, str, int] | None = None
         for section in sections:
             while section.next_index < len(section.candidates):
-                order, text = section.candidates[section.next_index]
-                overhead = 0 if section.chosen else cost(f"\n## {section.title}")
-                price = cost(text) + overhead
+                order, made = section.candidates[section.next_index]
+                text = made() if callable(made) else made
+                if not text:
+                    section.next_index += 1
+                    continue
+                section.candidates[section.next_index] = (order, text)
+                overhead = 0 if section.chosen else price_of(f"\n## {section.title}")
+                price = price_of(text) + overhead
                 limit = min(room - used, int(room * section.cap) - section.used)
                 if price > limit:
-                    cut = clip(text, limit - overhead - 1) if limit - overhead >= 40 and cost(text) > 60 else ""
+                    cut = clip(text, limit - overhead - 1) if limit - overhead >= 40 and price_of(text) > 60 else ""
                     if not cut:
-                        section.next_index += 1  # does not fit: the next line may
+                        # Too big: a shorter next line may fit, unless there is no room for any line.
+                        section.next_index = (
+                            len(section.candidates) if limit < _SMALLEST_LINE else section.next_index + 1
+                        )
                         continue
                     section.candidates[section.next_index] = (order, cut)
-                    text, price = cut, cost(cut) + overhead
-                found = terms(text)
+                    text, price = cut, price_of(cut) + overhead
+                found = terms_of(text)
                 novelty = sum(weight for term, weight in found.items() if term not in known)
                 worth = section.prior * (section.decay ** len(section.chosen)) * (0.4 + min(novelty, 8.0))
                 value = worth / max(price, 1)
@@ -148,4 +176,4 @@ def select(sections: list[Section], room: int, cost: Callable[[str], int], clip:
         section.next_index += 1
         section.used += price
         used += price
-        known.update(terms(text))
+        known.update(terms_of(text))
