@@ -23,12 +23,12 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_core import entry_for  # noqa: E402
+from bench_core import entry_for
 
-from handoff.config import Settings  # noqa: E402
-from handoff.container import Container  # noqa: E402
-from handoff.logs import configure_logging  # noqa: E402
-from handoff.services.context import NewContext  # noqa: E402
+from handoff.config import Settings
+from handoff.container import Container
+from handoff.logs import configure_logging
+from handoff.services.context import NewContext
 
 
 async def measure(size: int, calls: int, tmp: str) -> dict[str, float]:
@@ -71,8 +71,7 @@ def main() -> int:
     sizes = [1000, 10000] if args.quick else [int(s) for s in args.sizes.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in sizes:
-            results.append(anyio.run(measure, size, 10 if args.quick else args.calls, tmp))
+        results.extend(anyio.run(measure, size, 10 if args.quick else args.calls, tmp) for size in sizes)
     base = results[0]["p50_ms"]
     for row in results:
         row["p50_vs_smallest"] = round(row["p50_ms"] / base, 2)

@@ -53,7 +53,8 @@ def main() -> int:
                 scores.append(s)
                 if args.verbose:
                     print(
-                        f"{case.name:34} {mode:6} {s.budget:5}  brief {s.brief:.2f}  tail {s.tail:.2f}  missed {s.missed}"
+                        f"{case.name:34} {mode:6} {s.budget:5}  "
+                        f"brief {s.brief:.2f}  tail {s.tail:.2f}  missed {s.missed}"
                     )
     print(f"\n{len(cases)} real cases, {sum(len(c.facts) for c in cases)} facts")
     print(f"{'mode@budget':16} {'brief':>6} {'tail':>6} {'gain':>6}")

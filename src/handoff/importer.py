@@ -222,8 +222,8 @@ async def _import_one(
             yield _item(captured)
 
     if url:
-        outcome.created, result = await _import_over_mcp(url, key, owner, meta, items({}), fmt)
-        outcome.imported, outcome.skipped, outcome.redacted = result
+        outcome.created, counts = await _import_over_mcp(url, key, owner, meta, items({}), fmt)
+        outcome.imported, outcome.skipped, outcome.redacted = counts
     else:
         from handoff.container import Container
 
@@ -281,7 +281,7 @@ async def _import_over_mcp(
                 },
             )
             if result.is_error:
-                text = result.content[0].text if result.content else ""
+                text = " ".join(getattr(part, "text", "") for part in result.content)
                 raise LogFormatError(f"the server refused record {item.record_id}: {text[:300]}", {})
             entry = (result.structured_content or {}).get("entry", {})
             if entry.get("replayed"):

@@ -34,7 +34,8 @@ _OWN_RULES = [
     Rule(
         "private_key",
         re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+            r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
         ),
     ),
     Rule("anthropic_key", re.compile(r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}")),
@@ -189,13 +190,13 @@ def _upstream_rules() -> list[Rule]:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     except ImportError:  # the library is a dependency; without it our own rules still apply
         return []
-    rules = []
-    for cls in get_mapping_from_secret_type_to_class().values():
-        if cls.__name__ not in _UPSTREAM:
+    rules: list[Rule] = []
+    detector: Any
+    for detector in get_mapping_from_secret_type_to_class().values():
+        if detector.__name__ not in _UPSTREAM:
             continue
-        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__.removesuffix("Detector")).lower()
-        for pattern in getattr(cls, "denylist", ()):
-            rules.append(Rule(kind, pattern, group=1 if pattern.groups else 0))
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", detector.__name__.removesuffix("Detector")).lower()
+        rules.extend(Rule(kind, p, group=1 if p.groups else 0) for p in getattr(detector, "denylist", ()))
     return rules
 
 
@@ -267,8 +268,11 @@ class Redactor:
             markers = _RULE_MARKERS.get(rule.kind)
             if markers is not None and not found.intersection(markers):
                 continue
-            text = rule.pattern.sub(lambda m, r=rule: self._replace(m, r, counts), text)
+            text = rule.pattern.sub(self._replacer(rule, counts), text)
         return text
+
+    def _replacer(self, rule: Rule, counts: Counter[str]) -> Callable[[re.Match[str]], str]:
+        return lambda match: self._replace(match, rule, counts)
 
     def _redact_windows(self, text: str, counts: Counter[str]) -> str:
         """A big text: only the lines holding a marker are examined (a key block: up to its END)."""
@@ -300,7 +304,7 @@ class Redactor:
     def redact_json(self, value: Any) -> tuple[Any, Counter[str]]:
         """The same, through every string value of a JSON value (keys are kept as they are)."""
         counts: Counter[str] = Counter()
-        if not self.enabled or not self._extra and not _has_marker(json.dumps(value, ensure_ascii=False).lower()):
+        if not self.enabled or (not self._extra and not _has_marker(json.dumps(value, ensure_ascii=False).lower())):
             return value, counts  # one scan of the whole value instead of one per string
 
         def walk(item: Any) -> Any:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from handoff.container import Container
-from tests.conftest import settings_for, structured
+from tests.conftest import settings_for
 from tests.e2e.servers import HANDOFF, ServerDatabase, http_server, server_env
 
 CASES = Path(__file__).resolve().parents[2] / "bench" / "handoff_quality" / "cases"

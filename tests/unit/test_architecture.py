@@ -130,3 +130,30 @@ def test_nothing_below_the_composition_root_imports_it() -> None:
     lower = ("handoff.domain", "handoff.services", "handoff.storage")
     bad = [str(i) for i in ALL_IMPORTS if within(i.module, *lower) and within(i.target, "handoff.container")]
     assert bad == []
+
+
+def test_log_readers_are_adapters_that_know_nothing_of_services_or_storage() -> None:
+    def allowed(imp: Import) -> bool:
+        return top(imp.target) in STDLIB or within(imp.target, "handoff.capture", "handoff.errors")
+
+    assert violations("handoff.capture", allowed) == []
+
+
+@pytest.mark.parametrize("entry_point", ["handoff.importer", "handoff.entry"])
+def test_capture_commands_call_services_not_storage(entry_point: str) -> None:
+    assert violations(entry_point, lambda imp: not within(imp.target, "handoff.storage")) == []
+
+
+def test_the_hook_fast_path_imports_only_the_standard_library() -> None:
+    # `handoff hook` runs on every prompt and tool call: the CLI loads only when it is needed.
+    def allowed(imp: Import) -> bool:
+        return top(imp.target) in STDLIB or imp.target == "handoff.cli.main"
+
+    assert violations("handoff.entry", allowed) == []
+
+
+def test_redaction_depends_on_nothing_of_ours() -> None:
+    def allowed(imp: Import) -> bool:
+        return top(imp.target) in STDLIB or top(imp.target) == "detect_secrets"
+
+    assert violations("handoff.redaction", allowed) == []

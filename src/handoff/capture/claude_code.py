@@ -47,9 +47,8 @@ _STRUCTURED_TOOLS = {"TodoWrite", "TaskCreate", "TaskUpdate", "ExitPlanMode", "e
 
 def read_claude_code(path: Path, report: ReadReport, starts: dict[str, Position] | None = None) -> Iterator[Captured]:
     report.agent_name = "claude-code"
-    sources = [(path, None)]
-    for sub in _subagent_files(path):
-        sources.append((sub, sub.stem))
+    sources: list[tuple[Path, str | None]] = [(path, None)]
+    sources.extend((sub, sub.stem) for sub in _subagent_files(path))
     starts = starts or {}
     streams = [_records(p, agent_id, report, starts.get(str(p), Position())) for p, agent_id in sources]
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: r[0])
@@ -181,7 +180,7 @@ def _assistant(
             state.seen_blocks.add(call_id)
             name = str(block.get("name") or "tool")
             state.tool_names[call_id] = name
-            data = block.get("input") if isinstance(block.get("input"), dict) else {}
+            data: dict[str, Any] = block["input"] if isinstance(block.get("input"), dict) else {}
             yield _tool_use(rid, name, call_id, data, extra, cwd)
         else:
             report.skipped += 0  # thinking / redacted_thinking: the model's scratchpad, not content
@@ -226,12 +225,15 @@ def _edit_text(name: str, data: dict[str, Any]) -> str:
         return f"Write {path}\n{str(data.get('content', ''))[:20_000]}"
     if name == "MultiEdit" and isinstance(data.get("edits"), list):
         parts = [f"MultiEdit {path}"]
-        for edit in data["edits"][:20]:
-            if isinstance(edit, dict):
-                parts.append(_diff(str(edit.get("old_string", "")), str(edit.get("new_string", ""))))
+        parts.extend(
+            _diff(str(edit.get("old_string", "")), str(edit.get("new_string", "")))
+            for edit in data["edits"][:20]
+            if isinstance(edit, dict)
+        )
         return "\n".join(parts)
     if name == "NotebookEdit":
-        return f"NotebookEdit {path} cell {data.get('cell_id', data.get('cell_number', ''))}\n{str(data.get('new_source', ''))[:20_000]}"
+        cell = data.get("cell_id", data.get("cell_number", ""))
+        return f"NotebookEdit {path} cell {cell}\n{str(data.get('new_source', ''))[:20_000]}"
     return f"Edit {path}\n" + _diff(str(data.get("old_string", "")), str(data.get("new_string", "")))
 
 
@@ -252,7 +254,8 @@ def _small(data: dict[str, Any], limit: int) -> dict[str, Any]:
             out[key] = value if len(encoded) <= limit else encoded[:limit] + "…"
         else:
             out[key] = value
-    return json.loads(clean_text(json.dumps(out, ensure_ascii=False)))
+    cleaned: dict[str, Any] = json.loads(clean_text(json.dumps(out, ensure_ascii=False)))
+    return cleaned
 
 
 def _user(

@@ -155,4 +155,5 @@ def _small(data: dict[str, Any]) -> dict[str, Any]:
     encoded = json.dumps(out, ensure_ascii=False)
     if len(encoded) > 16_000:
         return {"truncated": encoded[:16_000]}
-    return json.loads(clean_text(encoded))
+    cleaned: dict[str, Any] = json.loads(clean_text(encoded))
+    return cleaned

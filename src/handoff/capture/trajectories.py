@@ -31,7 +31,7 @@ def read_trajectory(data: Any, report: ReadReport) -> Iterator[Captured]:
     if not isinstance(data, dict):
         report.problem(1, "a trajectory is a JSON object or a list of messages")
         return
-    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    info: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
     report.session_id = str(data.get("instance_id") or "") or None
     if isinstance(data.get("messages"), list):
         report.format = "mini-swe-agent"
@@ -58,7 +58,7 @@ def _mini_messages(messages: list[Any], report: ReadReport) -> Iterator[Captured
             continue
         role = str(message.get("role", ""))
         text = clean_text(text_of(message.get("content")))
-        extra = message.get("extra") if isinstance(message.get("extra"), dict) else {}
+        extra: dict[str, Any] = message["extra"] if isinstance(message.get("extra"), dict) else {}
         rid = f"m{index}"
         if role == "system":
             yield Captured(rid, "system", text, {"role": "system"})
@@ -90,7 +90,7 @@ def _mini_messages(messages: list[Any], report: ReadReport) -> Iterator[Captured
 def _tool_call(rid: str, call: Any) -> Iterator[Captured]:
     if not isinstance(call, dict):
         return
-    function = call.get("function") if isinstance(call.get("function"), dict) else {}
+    function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
     name = str(function.get("name") or call.get("name") or "bash")
     arguments = function.get("arguments", call.get("arguments"))
     if isinstance(arguments, str):

@@ -9,6 +9,7 @@ and the estimate of the result never exceeds the budget.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -152,24 +153,27 @@ def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w
     findings = [s for s in salient if s not in constraints and s not in rejected and s.category != "task"]
     steps = [s for s in salient if s.category == "task"]
     sections = [
-        Section("Handoff note from the agent", 6.0, _note_lines(ctx), decay=0.98, cap=0.4),
-        Section("Task (the user's request)", 5.0, _task_lines(digest, w), cap=0.22),
-        Section("Later user requests", 2.6, _request_lines(digest, w), decay=0.8, cap=0.25),
-        Section("Tests", 2.4, _test_lines(digest), decay=0.85),
-        Section("Last errors", 2.2, _error_lines(digest), decay=0.75),
-        Section("Plan and to-do list", 2.0, _plan_lines(digest, steps, w), decay=0.9, cap=0.3),
-        Section("Constraints from the user", 2.0, _sentence_lines(constraints, w), decay=0.8),
-        Section("Rejected or reverted", 2.0, _sentence_lines(rejected, w), decay=0.8),
-        Section("Findings and decisions", 1.6, _sentence_lines(findings, w), decay=0.92),
-        Section("Files", 1.8, _file_lines(digest), decay=0.88),
-        Section("Commands run", 1.2, _command_lines(digest, w), decay=0.85),
-        Section("Code analysed", 1.0, _analysis_lines(digest), decay=0.8),
-        Section("Recent activity (newest last)", 1.4, _tail_lines(tail, w), decay=0.9),
+        Section("Handoff note from the agent", 6.0, [*_note_lines(ctx)], decay=0.98, cap=0.4),
+        Section("Task (the user's request)", 5.0, [*_task_lines(digest, w)], cap=0.22),
+        Section("Later user requests", 2.6, [*_request_lines(digest, w)], decay=0.8, cap=0.25),
+        Section("Tests", 2.4, [*_test_lines(digest)], decay=0.85),
+        Section("Last errors", 2.2, [*_error_lines(digest)], decay=0.75),
+        Section("Plan and to-do list", 2.0, [*_plan_lines(digest, steps, w)], decay=0.9, cap=0.3),
+        Section("Constraints from the user", 2.0, [*_sentence_lines(constraints, w)], decay=0.8),
+        Section("Rejected or reverted", 2.0, [*_sentence_lines(rejected, w)], decay=0.8),
+        Section("Findings and decisions", 1.6, [*_sentence_lines(findings, w)], decay=0.92),
+        Section("Files", 1.8, [*_file_lines(digest)], decay=0.88),
+        Section("Commands run", 1.2, [*_command_lines(digest, w)], decay=0.85),
+        Section("Code analysed", 1.0, [*_analysis_lines(digest)], decay=0.8),
+        Section("Recent activity (newest last)", 1.4, [*_tail_lines(tail, w)], decay=0.9),
     ]
     return sections
 
 
 # -- section contents ----------------------------------------------------------------------------
+Lines = list[tuple[int, str | Callable[[], str]]]
+
+
 def _note_lines(ctx: BriefContext) -> list[tuple[int, str]]:
     lines: list[str] = []
     note = ctx.note
@@ -203,9 +207,13 @@ def _request_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
     lines: list[tuple[int, str]] = []
     shown = {id(digest.first_request)}
     last_user = digest.last_user
-    if last_user is not None and digest.first_request is not None and last_user.seq != digest.first_request.seq:
-        if digest.last_request is None or last_user.seq != digest.last_request.seq:
-            lines.append((last_user.seq, f"- (#{last_user.seq}, latest) {clip(' '.join(last_user.text.split()), 300)}"))
+    if (
+        last_user is not None
+        and digest.first_request is not None
+        and last_user.seq != digest.first_request.seq
+        and (digest.last_request is None or last_user.seq != digest.last_request.seq)
+    ):
+        lines.append((last_user.seq, f"- (#{last_user.seq}, latest) {clip(' '.join(last_user.text.split()), 300)}"))
     for item in reversed(digest.requests):
         if id(item) in shown or (digest.first_request and item.seq == digest.first_request.seq):
             continue
@@ -341,24 +349,26 @@ def _analysis_lines(digest: Digest) -> list[tuple[int, str]]:
     return lines
 
 
-def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> list[tuple[int, str | Callable[[], str]]]:
+def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> Lines:
     """The newest entries, newest first (priority), each cut to what a reader needs.
 
     A tool call and the output that answers it share one line, so a command costs one line.
     """
     ordered = sorted(tail, key=lambda e: e.sequence_number)
     answered: dict[int, EntryExcerpt] = {}
-    for call, result in zip(ordered, ordered[1:], strict=False):
+    for call, result in itertools.pairwise(ordered):
         if _is_call(call) and _answers(result, call):
             answered[call.sequence_number] = result
     skip = {r.sequence_number for r in answered.values()}
-    lines: list[tuple[int, str | Callable[[], str]]] = []
+    lines: Lines = []
     for entry in reversed(ordered):
-        if entry.sequence_number in skip:
-            continue
-        result = answered.get(entry.sequence_number)
-        lines.append((entry.sequence_number, lambda e=entry, r=result: _excerpt_line(e, r, w)))
+        if entry.sequence_number not in skip:
+            lines.append((entry.sequence_number, _deferred(entry, answered.get(entry.sequence_number), w)))
     return lines
+
+
+def _deferred(entry: EntryExcerpt, result: EntryExcerpt | None, w: _Widths) -> Callable[[], str]:
+    return lambda: _excerpt_line(entry, result, w)
 
 
 def _is_call(entry: EntryExcerpt) -> bool:

@@ -338,20 +338,18 @@ def files_of_command(command: str) -> list[tuple[str, str]]:
         r"\bgit\s+reset\s+--hard\b", text
     ):
         found.append(("(working tree)", "reverted"))
-    for match in _SED_INPLACE.finditer(text):
-        found.append((match.group(2), "edited"))
-    for match in _REDIRECT.finditer(first_line):
-        path = match.group(1)
-        if path not in ("/dev/null",) and not path.startswith("&"):
-            found.append((path, "written"))
-    for match in _TEE.finditer(first_line):
-        found.append((match.group(1), "written"))
+    found.extend((match.group(2), "edited") for match in _SED_INPLACE.finditer(text))
+    found.extend(
+        (m.group(1), "written")
+        for m in _REDIRECT.finditer(first_line)
+        if m.group(1) != "/dev/null" and not m.group(1).startswith("&")
+    )
+    found.extend((match.group(1), "written") for match in _TEE.finditer(first_line))
     for match in _RM.finditer(text):
         found.extend((p.strip("'\""), "deleted") for p in match.group(1).split() if not p.startswith("-"))
     for match in _TOUCH.finditer(text):
         found.extend((p, "created") for p in match.group(1).split())
-    for match in _MV.finditer(text):
-        found.append((match.group(1), f"moved to {match.group(2)}"))
+    found.extend((match.group(1), f"moved to {match.group(2)}") for match in _MV.finditer(text))
     if not found:
         found.extend((m.group(1), "read") for m in _READERS.finditer(first_line))
         found.extend((m.group(1), "ran") for m in _PYTHON_RUN.finditer(first_line))
