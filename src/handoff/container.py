@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self, TypeVar
@@ -19,7 +18,8 @@ from handoff.config import CacheSettings, Settings
 from handoff.errors import DatabaseUnavailable
 from handoff.jobs.runner import JobRunner
 from handoff.logs import get_logger
-from handoff.observability import InstrumentedCache, InstrumentedUnitOfWorkFactory, Metrics
+from handoff.observability.instrumented import InstrumentedCache, TransactionMetrics
+from handoff.observability.metrics import Metrics
 from handoff.redaction import Redactor
 from handoff.resilience import CircuitBreaker, TransientRetry
 from handoff.services.analysis import AnalysisService
@@ -34,21 +34,11 @@ from handoff.storage import migrate
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
 from handoff.storage.probe import DatabaseProbe
-from handoff.storage.uow import AsyncUnitOfWorkFactory, GuardedUnitOfWorkFactory, SqliteUnitOfWorkFactory
+from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
-
-
-class _Retry:
-    """Adapts TransientRetry to the services' Retrier port (a zero-argument operation)."""
-
-    def __init__(self, retry: TransientRetry) -> None:
-        self._retry = retry
-
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        return await self._retry.call(fn)
 
 
 def _holder_name() -> str:
@@ -97,12 +87,6 @@ class Container:
         url = settings.database_url_value()
         engine = create_engine(url, settings.db)
         request_engine: Engine | None = None
-        uow: UnitOfWorkFactory
-        if is_sqlite(engine):
-            request_engine = create_sqlite_request_engine(url, settings.db)
-            uow = SqliteUnitOfWorkFactory(request_engine)
-        else:
-            uow = AsyncUnitOfWorkFactory(engine)
         db = settings.db
         breaker = CircuitBreaker(
             "database",
@@ -114,16 +98,19 @@ class Container:
             scrape_timeout_seconds=settings.metrics.scrape_timeout_seconds,
             inventory_max_age_seconds=settings.metrics.inventory_max_age_seconds,
         )
-        # Spans (only while tracing is on) and wait/in-progress gauges around every unit of work.
-        guarded = InstrumentedUnitOfWorkFactory(
-            GuardedUnitOfWorkFactory(uow, breaker), metrics=metrics, system=engine.dialect.name
-        )
-        retry = _Retry(
-            TransientRetry(
-                lambda exc: isinstance(exc, DatabaseUnavailable),
-                attempts=db.retry_attempts,
-                deadline=db.retry_deadline_seconds,
-            )
+        # Every unit of work goes through the breaker and reports to the observer (spans only while
+        # tracing is on; wait and in-progress gauges always): one object per transaction, no wrappers.
+        observer = TransactionMetrics(metrics, system=engine.dialect.name)
+        guarded: UnitOfWorkFactory
+        if is_sqlite(engine):
+            request_engine = create_sqlite_request_engine(url, settings.db)
+            guarded = SqliteUnitOfWorkFactory(request_engine, breaker=breaker, observer=observer)
+        else:
+            guarded = AsyncUnitOfWorkFactory(engine, breaker=breaker, observer=observer)
+        retry = TransientRetry(
+            lambda exc: isinstance(exc, DatabaseUnavailable),
+            attempts=db.retry_attempts,
+            deadline=db.retry_deadline_seconds,
         )
         cache = InstrumentedCache(build_cache(settings.cache))
         redactor = Redactor(

@@ -53,3 +53,15 @@ class Unavailable(HandoffError):
 
 class DatabaseUnavailable(Unavailable):
     """The database did not answer or failed mid-transaction: transient, safe to retry if idempotent."""
+
+
+def _codes(root: type[HandoffError]) -> set[str]:
+    found = set()
+    for cls in root.__subclasses__():
+        found.add(cls.code)
+        found |= _codes(cls)
+    return found
+
+
+# Every code a client can see: our classes' codes, plus `internal` for anything unexpected.
+ERROR_CODES = frozenset(_codes(HandoffError) | {"internal"})

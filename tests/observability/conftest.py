@@ -24,7 +24,8 @@ from starlette.routing import Route
 from handoff.config import Settings
 from handoff.container import Container
 from handoff.mcp.server import build_server
-from handoff.observability import Metrics, enable_tracing, metrics_endpoint
+from handoff.observability.metrics import Metrics, metrics_endpoint
+from handoff.observability.tracing import enable_tracing
 
 
 class _Switch(Sampler):

@@ -12,7 +12,7 @@ from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from handoff.container import Container
-from handoff.observability import Metrics
+from handoff.observability.metrics import Metrics
 from tests.conftest import structured
 from tests.observability.conftest import scrape
 

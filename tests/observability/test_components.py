@@ -12,9 +12,10 @@ from mcp.client import Client
 from handoff.cache.redis_cache import RedisCache
 from handoff.config import Settings
 from handoff.container import Container
+from handoff.mcp.pipeline import RequestPipeline, _sdk_refusal, resource_label
 from handoff.mcp.server import build_server
-from handoff.observability import InstrumentedCache, InstrumentedUnitOfWorkFactory, Metrics, ObservabilityMiddleware
-from handoff.observability.middleware import resource_label, tool_error_code
+from handoff.observability.instrumented import InstrumentedCache, TransactionMetrics
+from handoff.observability.metrics import Metrics
 from handoff.storage.engine import create_sqlite_request_engine
 from handoff.storage.uow import SqliteUnitOfWorkFactory
 from tests.conftest import structured
@@ -53,14 +54,14 @@ def test_resource_uris_reduce_to_their_template(uri: str, label: str, session_ke
         ("something else broke", "internal"),
     ],
 )
-def test_error_codes_come_from_the_result_and_stay_in_our_vocabulary(text: str, code: str) -> None:
-    assert tool_error_code({"isError": True, "content": [{"type": "text", "text": text}]}) == code
+def test_error_codes_of_sdk_refusals_stay_in_our_vocabulary(text: str, code: str) -> None:
+    assert _sdk_refusal({"isError": True, "content": [{"type": "text", "text": text}]}) == code
 
 
 async def test_tool_labels_are_capped(container: Container) -> None:
     metrics = Metrics()
     server = build_server(container)
-    server.middleware.append(ObservabilityMiddleware(metrics, max_tools=2))
+    server.middleware[:] = [RequestPipeline(container.settings, metrics, max_tools=2)]
     async with Client(server) as client:
         structured(await client.call_tool("register_session", {"session_key": "s1", "source_agent": "a"}))
         structured(await client.call_tool("get_session", {"session_key": "s1"}))
@@ -78,7 +79,7 @@ async def test_a_unit_of_work_blocked_on_the_write_lock_counts_as_waiting(tmp_pa
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'locks.db'}")  # type: ignore[arg-type]
     engine = create_sqlite_request_engine(settings.database_url_value(), settings.db)
     metrics = Metrics(process_metrics=False)
-    units = InstrumentedUnitOfWorkFactory(SqliteUnitOfWorkFactory(engine), metrics=metrics, system="sqlite")
+    units = SqliteUnitOfWorkFactory(engine, observer=TransactionMetrics(metrics, system="sqlite"))
 
     def gauge(name: str) -> float:
         value = metrics.registry.get_sample_value(name, {"mode": "write"})

@@ -11,7 +11,7 @@ from mcp.shared.exceptions import MCPError
 
 from handoff.container import Container
 from handoff.errors import DatabaseUnavailable
-from handoff.observability import Metrics
+from handoff.observability.metrics import Metrics
 from handoff.services.lifecycle import JobReport
 from tests.conftest import structured, tool_error
 from tests.observability.conftest import scrape

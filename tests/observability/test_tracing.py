@@ -18,8 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from handoff.container import Container
 from handoff.errors import DatabaseUnavailable
-from handoff.observability import Tracing, configure_tracing, tracing_active
-from handoff.observability.tracing import build_otlp_provider
+from handoff.observability.tracing import Tracing, build_otlp_provider, configure_tracing, tracing_active
 from tests.conftest import structured, tool_error
 from tests.observability.conftest import finished
 

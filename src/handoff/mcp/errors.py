@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
-import anyio
 import mcp_types as types
 import structlog
 from mcp.shared.exceptions import MCPError
@@ -27,13 +26,28 @@ R = TypeVar("R")
 
 INTERNAL_MESSAGE = "internal error; the server logged it with correlation id {cid}"
 
-# Set per request by the server's middleware; None (no deadline) outside a request, e.g. in tests
-# that call a handler directly. A hung dependency then cannot pile requests up: past the deadline
-# the work is cancelled (units of work roll back) and the caller gets `unavailable`.
-request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+
+class RequestOutcome:
+    """What the request pipeline learns from inside a handler: the error code it answered with."""
+
+    __slots__ = ("error_code",)
+
+    def __init__(self) -> None:
+        self.error_code: str | None = None
 
 
-def _deadline_message(deadline: float | None) -> str:
+# Set by the request pipeline for each request; handlers write the outcome into it (a mutable
+# slot, so it is seen however the SDK schedules the handler).
+current_outcome: ContextVar[RequestOutcome | None] = ContextVar("current_outcome", default=None)
+
+
+def _note_outcome(code: str) -> None:
+    outcome = current_outcome.get()
+    if outcome is not None:
+        outcome.error_code = code
+
+
+def deadline_message(deadline: float | None) -> str:
     return f"the request did not finish within its {deadline:g}s deadline; try again shortly"
 
 
@@ -54,20 +68,17 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        deadline = request_deadline.get()
         try:
-            with anyio.fail_after(deadline):
-                return await fn(*args, **kwargs)
-        except TimeoutError:
-            log.warning("tool deadline exceeded", tool=fn.__name__, deadline_seconds=deadline)
-            return error_result("unavailable", _deadline_message(deadline), {"deadline_seconds": deadline})  # type: ignore[return-value]
+            return await fn(*args, **kwargs)
         except HandoffError as error:
             log.info("tool refused", tool=fn.__name__, code=error.code, reason=error.message)
+            _note_outcome(error.code)
             # The SDK passes a CallToolResult through untouched (no output-schema check on errors).
             return error_result(error.code, error.message, error.details)  # type: ignore[return-value]
         except Exception:
             cid = _correlation_id()
             log.exception("tool crashed", tool=fn.__name__)
+            _note_outcome("internal")
             details = {"correlation_id": cid}
             return error_result("internal", INTERNAL_MESSAGE.format(cid=cid), details)  # type: ignore[return-value]
 
@@ -79,14 +90,10 @@ def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        deadline = request_deadline.get()
         try:
-            with anyio.fail_after(deadline):
-                return await fn(*args, **kwargs)
-        except TimeoutError:
-            log.warning("resource deadline exceeded", resource=fn.__name__, deadline_seconds=deadline)
-            raise MCPError(code=types.INTERNAL_ERROR, message=_deadline_message(deadline)) from None
+            return await fn(*args, **kwargs)
         except HandoffError as error:
+            _note_outcome(error.code)
             code = types.INVALID_PARAMS if isinstance(error, NotFound | InvalidInput) else types.INTERNAL_ERROR
             raise MCPError(code=code, message=error.message, data={"code": error.code, **error.details}) from None
         except MCPError:
@@ -94,6 +101,7 @@ def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except Exception:
             cid = _correlation_id()
             log.exception("resource crashed", resource=fn.__name__)
+            _note_outcome("internal")
             raise MCPError(code=types.INTERNAL_ERROR, message=INTERNAL_MESSAGE.format(cid=cid)) from None
 
     return wrapper

@@ -1,20 +1,16 @@
-"""Units of work and caches that report what they do: spans (when tracing is on) and wait metrics.
+"""What units of work and the cache report: spans (when tracing is on) and wait metrics.
 
-Both are thin decorators over the ports services already use, so the container wraps what it built
-and no service changes:
-
-    uow = InstrumentedUnitOfWorkFactory(GuardedUnitOfWorkFactory(...), metrics=metrics, system="sqlite")
-    cache = InstrumentedCache(build_cache(...))
+Units of work call `TransactionMetrics` (the storage's transaction observer) themselves; the cache
+is wrapped once by `InstrumentedCache`, which keeps the Cache port's interface.
 """
 
 from __future__ import annotations
 
 import time
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from handoff.observability.tracing import client_span, mark_error, tracing_active
-from handoff.services.ports import Cache, CacheStats, UnitOfWork, UnitOfWorkFactory
+from handoff.services.ports import Cache, CacheStats
 
 # Our error codes that say "the caller asked for something wrong", not "a dependency failed".
 CLIENT_ERROR_CODES = frozenset({"not_found", "already_exists", "invalid_state", "invalid_input", "forbidden"})
@@ -27,83 +23,61 @@ if TYPE_CHECKING:
     from handoff.observability.metrics import Metrics
 
 
-class InstrumentedUnitOfWork:
-    """One unit of work inside a `db.transaction` span, counted while it waits and while it runs.
+class TransactionMetrics:
+    """The storage's transaction observer: wait and in-progress gauges, and a `db.transaction` span
+    while tracing is on. Units of work call it; nothing wraps them."""
 
-    Repositories (and anything else the inner unit exposes) are read from the inner unit, so new
-    repositories need no change here.
-    """
-
-    def __init__(self, inner: UnitOfWork, *, write: bool, metrics: Metrics | None, system: str) -> None:
-        self._inner = inner
-        self._mode = "write" if write else "read"
+    def __init__(self, metrics: Metrics | None, *, system: str) -> None:
         self._metrics = metrics
         self._system = system
+
+    def begin(self, *, write: bool) -> _TransactionWatch:
+        return _TransactionWatch(self._metrics, "write" if write else "read", self._system)
+
+
+class _TransactionWatch:
+    __slots__ = ("_committed", "_metrics", "_mode", "_opened", "_span", "_span_cm", "_started")
+
+    def __init__(self, metrics: Metrics | None, mode: str, system: str) -> None:
+        self._metrics = metrics
+        self._mode = mode
+        self._committed = False
+        self._opened = False
         self._span_cm: AbstractContextManager[Span] | None = None
         self._span: Span | None = None
-        self._committed = False
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names not set on this object: sessions, entries, handoffs, events, ...
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-    async def __aenter__(self) -> Self:
         if tracing_active():
-            self._span_cm = client_span(
-                "db.transaction", {"db.system.name": self._system, "handoff.db.mode": self._mode}
-            )
+            self._span_cm = client_span("db.transaction", {"db.system.name": system, "handoff.db.mode": mode})
             self._span = self._span_cm.__enter__()
-        metrics = self._metrics
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         if metrics is not None:
-            metrics.db_waiting.labels(self._mode).inc()
-        try:
-            await self._inner.__aenter__()
-        except BaseException as exc:
-            self._finish_span(type(exc), exc, exc.__traceback__)
-            raise
-        finally:
-            if metrics is not None:
-                waited = time.perf_counter() - started
-                metrics.db_waiting.labels(self._mode).dec()
-                metrics.db_wait.labels(self._mode).observe(waited)
-        if metrics is not None:
-            metrics.db_in_progress.labels(self._mode).inc()
-        if self._span is not None:
-            self._span.set_attribute("handoff.db.wait_ms", round((time.perf_counter() - started) * 1000, 3))
-        return self
+            metrics.db_waiting.labels(mode).inc()
 
-    async def commit(self) -> None:
-        await self._inner.commit()
+    def opened(self) -> None:
+        self._opened = True
+        waited = time.perf_counter() - self._started
+        if self._metrics is not None:
+            self._metrics.db_waiting.labels(self._mode).dec()
+            self._metrics.db_wait.labels(self._mode).observe(waited)
+            self._metrics.db_in_progress.labels(self._mode).inc()
+        if self._span is not None:
+            self._span.set_attribute("handoff.db.wait_ms", round(waited * 1000, 3))
+
+    def committed(self) -> None:
         self._committed = True
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self._inner.__aexit__(exc_type, exc, tb)
-        except BaseException as translated:
-            self._finish_span(type(translated), translated, translated.__traceback__)
-            raise
-        finally:
-            if self._metrics is not None:
+    def ended(self, exc: BaseException | None) -> None:
+        if self._metrics is not None:
+            if self._opened:
                 self._metrics.db_in_progress.labels(self._mode).dec()
-        self._finish_span(exc_type, exc, tb)
-
-    def _finish_span(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+            else:  # never got its connection: it stops waiting now
+                self._metrics.db_waiting.labels(self._mode).dec()
+                self._metrics.db_wait.labels(self._mode).observe(time.perf_counter() - self._started)
         if self._span_cm is None or self._span is None:
             return
         span, cm = self._span, self._span_cm
         self._span = self._span_cm = None
         span.set_attribute("handoff.db.committed", self._committed)
-        if exc_type is not None:
+        if exc is not None:
             error_type = _error_type(exc)
             if error_type in CLIENT_ERROR_CODES:
                 # The database answered; the request was refused (no such session, wrong state...).
@@ -111,21 +85,6 @@ class InstrumentedUnitOfWork:
             else:
                 mark_error(span, error_type)
         cm.__exit__(None, None, None)  # the error is already on the span, by type only
-
-
-class InstrumentedUnitOfWorkFactory:
-    def __init__(self, inner: UnitOfWorkFactory, *, metrics: Metrics | None = None, system: str = "sqlite") -> None:
-        self._inner = inner
-        self._metrics = metrics
-        self._system = system
-
-    def __call__(self, *, write: bool) -> InstrumentedUnitOfWork:
-        return InstrumentedUnitOfWork(self._inner(write=write), write=write, metrics=self._metrics, system=self._system)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)  # e.g. GuardedUnitOfWorkFactory.breaker
 
 
 class InstrumentedCache:

@@ -239,6 +239,22 @@ class UnitOfWork(Protocol):
     async def commit(self) -> None: ...
 
 
+class TransactionWatch(Protocol):
+    """One unit of work as an observer sees it: waiting for its connection, running, ending."""
+
+    def opened(self) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def ended(self, exc: BaseException | None) -> None: ...
+
+
+class TransactionObserver(Protocol):
+    """Told about every unit of work (metrics, spans); storage calls it, nothing wraps storage."""
+
+    def begin(self, *, write: bool) -> TransactionWatch: ...
+
+
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool) -> UnitOfWork:
         """A read unit sees one snapshot; a write unit holds the write lock from its start."""

@@ -1,11 +1,16 @@
 """Units of work: one connection, one transaction, the repositories bound to it.
 
 `AsyncUnitOfWork` serves PostgreSQL (asyncpg); `SqliteUnitOfWork` serves SQLite with statements
-inline and only the waiting calls in a worker thread (see db.py for why).
+inline and only the waiting calls in a worker thread (see db.py for why). Both run every
+transaction through the database circuit breaker (while it is open, entering fails fast with
+`unavailable` instead of waiting on a dead database) and report it to the observer (wait and
+in-progress metrics, a span while tracing is on): entered once, in `_UnitOfWork`, with no wrapper
+objects around the unit or its repositories.
 """
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
@@ -23,8 +28,8 @@ from handoff.services.ports import (
     ImportRepository,
     MaintenanceRepository,
     SessionRepository,
-    UnitOfWork,
-    UnitOfWorkFactory,
+    TransactionObserver,
+    TransactionWatch,
 )
 from handoff.storage.db import AsyncDb, Db, InlineSqliteDb
 from handoff.storage.engine import WRITE_OPTION
@@ -82,14 +87,86 @@ def _translate(exc: BaseException | None) -> None:
         raise DatabaseUnavailable("the database is busy or unavailable; try again shortly") from exc
 
 
-class AsyncUnitOfWork(_Repositories):
-    def __init__(self, engine: AsyncEngine, *, write: bool) -> None:
-        self._engine = engine
+class _UnitOfWork(_Repositories):
+    """What every backend's unit of work does around its own open and close."""
+
+    def __init__(self, *, write: bool, breaker: CircuitBreaker | None, observer: TransactionObserver | None) -> None:
         self._write = write
-        self._conn: AsyncConnection | None = None
+        self._breaker = breaker
+        self._observer = observer
+        self._stack: AsyncExitStack | None = None
+        self._watch: TransactionWatch | None = None
         self._done = False
 
     async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        # The observer sees every attempt, including one the open breaker turns away.
+        watch = self._observer.begin(write=self._write) if self._observer is not None else None
+        try:
+            if self._breaker is not None:
+                # Only DatabaseUnavailable (a driver failure) counts against the database: the
+                # breaker's is_failure decides, and _close translates driver errors before it sees them.
+                await stack.enter_async_context(self._breaker.guard())
+            await self._open()
+        except BaseException as exc:
+            if watch is not None:
+                watch.ended(exc)
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        if watch is not None:
+            watch.opened()
+        self._stack, self._watch = stack, watch
+        return self
+
+    async def commit(self) -> None:
+        await self._commit()
+        self._done = True
+        if self._watch is not None:
+            self._watch.committed()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._stack is not None
+        stack, watch = self._stack, self._watch
+        try:
+            await self._close(exc)
+        except BaseException as translated:
+            if watch is not None:
+                watch.ended(translated)
+            await stack.__aexit__(type(translated), translated, translated.__traceback__)
+            raise
+        if watch is not None:
+            watch.ended(exc)
+        await stack.__aexit__(exc_type, exc, tb)
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _commit(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class AsyncUnitOfWork(_UnitOfWork):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        write: bool,
+        breaker: CircuitBreaker | None = None,
+        observer: TransactionObserver | None = None,
+    ) -> None:
+        super().__init__(write=write, breaker=breaker, observer=observer)
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def _open(self) -> None:
         try:
             conn = await self._engine.connect()
         except sa_exc.TimeoutError as exc:
@@ -108,19 +185,12 @@ class AsyncUnitOfWork(_Repositories):
             raise
         self._conn = conn
         self._bind(AsyncDb(conn))
-        return self
 
-    async def commit(self) -> None:
+    async def _commit(self) -> None:
         assert self._conn is not None
         await self._conn.commit()
-        self._done = True
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _close(self, exc: BaseException | None) -> None:
         assert self._conn is not None
         # Shielded: a cancelled request (client cancel, disconnect, deadline) must still release its
         # transaction and connection.
@@ -133,14 +203,20 @@ class AsyncUnitOfWork(_Repositories):
         _translate(exc)
 
 
-class SqliteUnitOfWork(_Repositories):
-    def __init__(self, engine: Engine, *, write: bool) -> None:
+class SqliteUnitOfWork(_UnitOfWork):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        write: bool,
+        breaker: CircuitBreaker | None = None,
+        observer: TransactionObserver | None = None,
+    ) -> None:
+        super().__init__(write=write, breaker=breaker, observer=observer)
         self._engine = engine
-        self._write = write
         self._conn: Connection | None = None
-        self._done = False
 
-    async def __aenter__(self) -> Self:
+    async def _open(self) -> None:
         try:
             conn = self._engine.connect()  # the pool never blocks: it has no overflow limit
         except (*_DRIVER_FAILURES, OSError) as exc:
@@ -157,19 +233,12 @@ class SqliteUnitOfWork(_Repositories):
             raise
         self._conn = conn
         self._bind(InlineSqliteDb(conn))
-        return self
 
-    async def commit(self) -> None:
+    async def _commit(self) -> None:
         assert self._conn is not None
         await anyio.to_thread.run_sync(self._conn.commit)  # the fsync; not abandoned on cancel
-        self._done = True
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _close(self, exc: BaseException | None) -> None:
         assert self._conn is not None
         try:
             if not self._done:
@@ -200,69 +269,24 @@ async def _begin_immediate(conn: Connection) -> None:
 
 
 class AsyncUnitOfWorkFactory:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, breaker: CircuitBreaker | None = None, observer: TransactionObserver | None = None
+    ) -> None:
         self._engine = engine
+        self.breaker = breaker
+        self._observer = observer
 
     def __call__(self, *, write: bool) -> AsyncUnitOfWork:
-        return AsyncUnitOfWork(self._engine, write=write)
+        return AsyncUnitOfWork(self._engine, write=write, breaker=self.breaker, observer=self._observer)
 
 
 class SqliteUnitOfWorkFactory:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, breaker: CircuitBreaker | None = None, observer: TransactionObserver | None = None
+    ) -> None:
         self._engine = engine
+        self.breaker = breaker
+        self._observer = observer
 
     def __call__(self, *, write: bool) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(self._engine, write=write)
-
-
-class GuardedUnitOfWork(_Repositories):
-    """A unit of work run through the database circuit breaker.
-
-    While the breaker is open, entering fails fast with `Unavailable` instead of waiting on a dead
-    database; the first unit of work after the reset timeout is the probe that closes it again.
-    Only `DatabaseUnavailable` (driver failures) counts against the database.
-    """
-
-    def __init__(self, inner: UnitOfWork, breaker: CircuitBreaker) -> None:
-        self._inner = inner
-        self._guard = breaker.guard()
-
-    async def __aenter__(self) -> Self:
-        await self._guard.__aenter__()
-        try:
-            await self._inner.__aenter__()
-        except BaseException as exc:
-            await self._guard.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        self.sessions = self._inner.sessions
-        self.entries = self._inner.entries
-        self.handoffs = self._inner.handoffs
-        self.events = self._inner.events
-        self.maintenance = self._inner.maintenance
-        self.imports = self._inner.imports
-        return self
-
-    async def commit(self) -> None:
-        await self._inner.commit()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self._inner.__aexit__(exc_type, exc, tb)
-        except BaseException as translated:
-            await self._guard.__aexit__(type(translated), translated, translated.__traceback__)
-            raise
-        await self._guard.__aexit__(exc_type, exc, tb)
-
-
-class GuardedUnitOfWorkFactory:
-    def __init__(self, inner: UnitOfWorkFactory, breaker: CircuitBreaker) -> None:
-        self._inner = inner
-        self.breaker = breaker
-
-    def __call__(self, *, write: bool) -> GuardedUnitOfWork:
-        return GuardedUnitOfWork(self._inner(write=write), self.breaker)
+        return SqliteUnitOfWork(self._engine, write=write, breaker=self.breaker, observer=self._observer)
