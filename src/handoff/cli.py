@@ -19,10 +19,12 @@ from rich.table import Table
 import handoff
 from handoff.config import Settings
 from handoff.container import Container
+from handoff.domain.models import SessionStatus
 from handoff.errors import HandoffError
 from handoff.importer import add_commands as add_capture_commands
 from handoff.logs import configure_logging, get_logger
 from handoff.observability.tracing import Tracing, configure_tracing, parse_headers
+from handoff.services.lifecycle import JOBS
 
 log = get_logger("handoff.cli")
 
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="Lifecycle jobs: run one now, or show recent runs.")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     run = jobs_sub.add_parser("run", help="Run a job once (waits for no interval; skips if another replica runs it).")
-    run.add_argument("name", choices=["repair", "mark_dormant", "expire", "archive", "purge", "all"])
+    run.add_argument("name", choices=[*JOBS, "all"])
     run.set_defaults(run=_jobs_run)
     runs = jobs_sub.add_parser("runs", help="Recent job runs with their statistics.")
     runs.add_argument("--job")
@@ -74,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     sessions = commands.add_parser("sessions", help="Inspect sessions.")
     sub = sessions.add_subparsers(dest="sessions_command", required=True)
     listing = sub.add_parser("list", help="List sessions.")
-    listing.add_argument("--status", action="append", choices=["active", "dormant", "completed", "expired", "archived"])
+    listing.add_argument("--status", action="append", choices=[s.value for s in SessionStatus])
     listing.add_argument("--agent")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="Print JSON instead of a table.")

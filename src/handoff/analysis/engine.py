@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tree_sitter import Parser
 
@@ -21,7 +21,7 @@ from handoff.analysis.extract import WalkTimeout, extract
 from handoff.analysis.languages import detect, grammar
 from handoff.analysis.reasons import FileRefused, Reason
 
-AnalysisType = Literal["syntax", "dependencies", "structure", "full"]
+AnalysisType = str  # one of handoff.domain.analysis.AnalysisType
 ANALYSIS_TYPES: tuple[str, ...] = ("syntax", "dependencies", "structure", "full")
 READ_CHUNK = 64 * 1024
 

@@ -33,6 +33,7 @@ POLICIES: dict[str, RetentionPolicy] = {
     )
 }
 DEFAULT_POLICY = "standard"
+RETENTION_NAMES = tuple(POLICIES)
 
 
 def policy_named(name: str) -> RetentionPolicy:

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from handoff.domain.analysis import AnalysisType, Reason
 from handoff.mcp.errors import tool_errors
-from handoff.mcp.schemas import EntryReceipt
+from handoff.mcp.schemas import EntryReceipt, one_of
 from handoff.services.analysis import AnalysisService
 
 PROGRESS_MIN_FILES = 10  # fewer files finish too fast for progress to help anyone
 
-AnalysisTypeName = Literal["syntax", "dependencies", "structure", "full"]
-ReasonName = Literal[
-    "invalid_path",
-    "not_found",
-    "outside_roots",
-    "symlink_loop",
-    "not_regular_file",
-    "permission_denied",
-    "too_large",
-    "binary",
-    "invalid_encoding",
-    "unsupported_language",
-    "too_many_files",
-    "total_bytes_exceeded",
-    "time_limit",
-    "parse_timeout",
-    "resource_limit",
-    "parser_crashed",
-    "not_analysed",
-    "read_error",
-]
+if TYPE_CHECKING:
+    AnalysisTypeName = str
+    ReasonName = str
+else:
+    AnalysisTypeName = one_of(t.value for t in AnalysisType)
+    ReasonName = one_of(r.value for r in Reason)
 
 
 class LinesOut(BaseModel):

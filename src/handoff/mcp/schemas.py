@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
-from handoff.domain.models import ContextEntry, Handoff, LifecycleEvent, Participant, Session
+from handoff.domain.models import (
+    ContextEntry,
+    ContextType,
+    Handoff,
+    HandoffStatus,
+    HandoffType,
+    LifecycleEvent,
+    Participant,
+    ParticipantRole,
+    Session,
+    SessionStatus,
+)
+from handoff.domain.retention import RETENTION_NAMES
 from handoff.services.handoffs import HandoffView
 
-SessionStatusName = Literal["active", "dormant", "completed", "expired", "archived"]
-ContextTypeName = Literal["message", "file", "tool_call", "system"]
-HandoffTypeName = Literal["context_transfer", "full_handoff", "collaboration"]
+
+def one_of(values: Iterable[str]) -> Any:
+    """A string whose schema lists the allowed values, inline (clients read `enum` best that way).
+
+    The values come from the domain's enums, so no vocabulary is copied here; the services check
+    them and answer a wrong one with `invalid_input` naming the field and the allowed values.
+    """
+    return Annotated[str, WithJsonSchema({"type": "string", "enum": list(values)})]
+
+
+if TYPE_CHECKING:
+    SessionStatusName = str
+    ContextTypeName = str
+    HandoffTypeName = str
+    HandoffStatusName = str
+    RoleName = str
+    RetentionName = str
+else:
+    SessionStatusName = one_of(s.value for s in SessionStatus)
+    ContextTypeName = one_of(t.value for t in ContextType)
+    HandoffTypeName = one_of(t.value for t in HandoffType)
+    HandoffStatusName = one_of(s.value for s in HandoffStatus)
+    RoleName = one_of(r.value for r in ParticipantRole)
+    RetentionName = one_of(RETENTION_NAMES)
 
 
 class ParticipantOut(BaseModel):
     agent: str
-    role: Literal["owner", "collaborator", "reader", "former_owner"]
+    role: RoleName
     joined_at: datetime
 
 
@@ -140,7 +174,7 @@ class EntryReceipt(BaseModel):
 class HandoffOut(BaseModel):
     handoff_id: str
     session_key: str
-    status: Literal["pending", "accepted", "completed"]
+    status: HandoffStatusName
     handoff_type: HandoffTypeName
     source_agent: str
     target_agent: str

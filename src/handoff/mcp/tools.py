@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field, WithJsonSchema
 
 from handoff.container import Container
-from handoff.domain.models import SessionStatus
 from handoff.mcp.errors import tool_errors
 from handoff.mcp.schemas import (
     NOTE_SCHEMA,
@@ -24,18 +23,19 @@ from handoff.mcp.schemas import (
     LifecycleResult,
     RegisterSessionResult,
     RequestHandoffResult,
+    RetentionName,
     SessionListResult,
     SessionOut,
     SessionStateOut,
     SessionStatusName,
     UpdateContextResult,
 )
+from handoff.services.sessions import parse_session_status
 
 SessionKey = Annotated[
     str,
     Field(description="Client-chosen unique key: letters, digits and . _ : @ + - (max 128).", max_length=1024),
 ]
-RetentionName = Literal["short", "standard", "extended", "legal_hold"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 
@@ -174,7 +174,7 @@ def register_tools(server: MCPServer, c: Container) -> None:
         limit: Annotated[int, Field(description="Sessions per page (1..500).")] = 50,
     ) -> SessionListResult:
         """List sessions, oldest first, optionally filtered by state and participating agent."""
-        statuses = [SessionStatus(s) for s in status] if status else None
+        statuses = [parse_session_status(s) for s in status] if status else None
         page = await c.sessions.list_sessions(statuses=statuses, agent=agent, cursor=cursor, limit=limit)
         return SessionListResult(sessions=[SessionOut.of(s) for s in page.sessions], next_cursor=page.next_cursor)
 

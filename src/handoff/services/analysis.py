@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from handoff.config import LimitSettings
+from handoff.domain.analysis import AnalysisType
 from handoff.domain.lifecycle import check_writable
 from handoff.domain.models import ContextEntry
 from handoff.errors import InvalidInput
 from handoff.services.context import ContextService
 from handoff.services.sessions import SessionService
 
-ANALYSIS_TYPES = ("syntax", "dependencies", "structure", "full")
+ANALYSIS_TYPES = tuple(t.value for t in AnalysisType)
 MAX_PATH_CHARS = 4096
 SUMMARY_FILES = 40
 SUMMARY_SYMBOLS = 15

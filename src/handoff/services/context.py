@@ -256,7 +256,7 @@ class ContextService:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         limit = check_limit(limit, self._limits.max_page_size)
         after = decode_cursor(cursor, prefix="c") if cursor else 0
-        kinds = [parse_context_type(t) for t in context_types] if context_types else None
+        kinds = [parse_context_type(t, field="context_types") for t in context_types] if context_types else None
 
         async def read() -> tuple[Session, list[ContextEntry]]:
             async with self._uow(write=False) as uow:
@@ -278,9 +278,9 @@ class ContextService:
         return ContextPage(session, rows, next_cursor, dict(digest.counts))
 
 
-def parse_context_type(value: str) -> ContextType:
+def parse_context_type(value: str, *, field: str = "context_type") -> ContextType:
     try:
         return ContextType(value)
     except ValueError:
         allowed = ", ".join(t.value for t in ContextType)
-        raise InvalidInput(f"context_type must be one of {allowed}; got {value!r}", {"field": "context_type"}) from None
+        raise InvalidInput(f"{field} must be one of {allowed}; got {value!r}", {"field": field}) from None

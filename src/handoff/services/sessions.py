@@ -222,3 +222,11 @@ def _already_exists(existing: Session) -> AlreadyExists:
         f"owner {existing.owner_agent}, {existing.entry_count} entries)",
         {"session": public_summary(existing)},
     )
+
+
+def parse_session_status(value: str) -> SessionStatus:
+    try:
+        return SessionStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in SessionStatus)
+        raise InvalidInput(f"status must be one of {allowed}; got {value!r}", {"field": "status"}) from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from handoff.domain.models import ContextType, HandoffStatus, HandoffType, ParticipantRole, SessionStatus
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -20,11 +22,12 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
 
-SESSION_STATUSES = ("active", "dormant", "completed", "expired", "archived")
-CONTEXT_TYPES = ("message", "file", "tool_call", "system")
-HANDOFF_TYPES = ("context_transfer", "full_handoff", "collaboration")
-HANDOFF_STATUSES = ("pending", "accepted", "completed")
-ROLES = ("owner", "collaborator", "reader", "former_owner")
+# The CHECK constraints' value lists come from the domain's enums: one source for each vocabulary.
+SESSION_STATUSES = tuple(s.value for s in SessionStatus)
+CONTEXT_TYPES = tuple(t.value for t in ContextType)
+HANDOFF_TYPES = tuple(t.value for t in HandoffType)
+HANDOFF_STATUSES = tuple(s.value for s in HandoffStatus)
+ROLES = tuple(r.value for r in ParticipantRole)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
