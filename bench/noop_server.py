@@ -22,7 +22,7 @@ LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
-def build_app(host: str) -> Any:
+def build_server() -> MCPServer:
     server: MCPServer = MCPServer(name="noop", version="0")
 
     # async, like handoff's tools: a sync tool would add a worker-thread hop to the floor.
@@ -37,6 +37,11 @@ def build_app(host: str) -> Any:
 
     server.add_tool(noop, structured_output=True)
     server.add_tool(noop_payload, structured_output=True)
+    return server
+
+
+def build_app(host: str) -> Any:
+    server = build_server()
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=LOOPBACK_HOSTS, allowed_origins=LOOPBACK_ORIGINS
     )
@@ -74,7 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stdio", action="store_true", help="serve over stdio instead of HTTP")
     args = parser.parse_args()
+    if args.stdio:
+        anyio.run(build_server().run_stdio_async)
+        return
     anyio.run(_serve, args.host, args.port)
 
 

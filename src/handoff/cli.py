@@ -6,15 +6,10 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import anyio
-import uvicorn
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 import handoff
 from handoff.config import Settings
@@ -36,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args.run(settings, args)
     except HandoffError as error:
-        Console(stderr=True).print(f"[red]error[/red] ({error.code}): {escape(error.message)}")
+        print(f"error ({error.code}): {error.message}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -126,42 +121,11 @@ async def _serve_stdio(settings: Settings) -> None:
         await _drain_leftover_tasks()
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """uvicorn, plus a banner with the real bound port once the socket is listening."""
-
-    container: Container
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises the SIGTERM/SIGINT it handled once serve() returns, which kills the
-        # process before our shutdown (draining tasks, closing the database, flushing spans) runs.
-        with super().capture_signals():
-            yield
-            self._captured_signals.clear()
-
-    async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets)
-        if self.should_exit or not self.servers:
-            return
-        host, port = self.servers[0].sockets[0].getsockname()[:2]
-        url = f"http://{host}:{port}/mcp"
-        print(_banner(url, self.container), flush=True)
-        log.info("serving", transport="http", url=url)
-
-
-def _banner(url: str, container: Container) -> str:
-    config = json.dumps({"mcpServers": {"handoff": {"type": "http", "url": url}}}, indent=2)
-    database = container.engine.url.render_as_string(hide_password=True)
-    return (
-        f"handoff {handoff.__version__} serving MCP at {url}\n"
-        f"database: {database}\n"
-        f"health: {url.removesuffix('/mcp')}/healthz  readiness: {url.removesuffix('/mcp')}/readyz\n"
-        f"client config (Claude Code: claude mcp add --transport http handoff {url}):\n{config}"
-    )
-
-
 async def _serve_http(settings: Settings) -> None:
+    import uvicorn
+
     from handoff.http.app import build_http_app
+    from handoff.http.serving import AnnouncingServer
     from handoff.mcp.server import build_server
 
     async with Container.build(settings) as container, _background_jobs(container):
@@ -175,7 +139,7 @@ async def _serve_http(settings: Settings) -> None:
             timeout_graceful_shutdown=10,
             lifespan="on",
         )
-        server = _AnnouncingServer(config)
+        server = AnnouncingServer(config)
         server.container = container
         await server.serve()
         await _drain_leftover_tasks()
@@ -256,6 +220,10 @@ def _sessions_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_sessions_list(settings: Settings, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.markup import escape  # noqa: F401
+    from rich.table import Table
+
     from handoff.domain.models import SessionStatus
     from handoff.mcp.schemas import SessionOut
 
@@ -287,6 +255,10 @@ def _sessions_show(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.markup import escape  # noqa: F401
+    from rich.table import Table
+
     from handoff.mcp.schemas import EntryOut, SessionOut
 
     async with Container.build(settings) as container:
@@ -366,6 +338,10 @@ def _jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.markup import escape  # noqa: F401
+    from rich.table import Table
+
     async with Container.build(settings) as container:
         runs = await container.lifecycle.recent_runs(args.job, args.limit)
     table = Table(title="recent job runs")
@@ -392,6 +368,10 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_doctor(settings: Settings, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     settings.db.auto_migrate = False  # report, never change anything
     container = Container.build(settings)
     try:

@@ -30,10 +30,10 @@ from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
-from handoff.storage import migrate
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
 from handoff.storage.probe import DatabaseProbe
+from handoff.storage.revision import SCHEMA_HEAD, current_revision
 from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
 
 log = get_logger(__name__)
@@ -172,7 +172,7 @@ class Container:
 
     async def start(self) -> None:
         """Bring dependencies up; migrate the schema when allowed and needed."""
-        if self.settings.db.auto_migrate:
+        if self.settings.db.auto_migrate and await current_revision(self.engine) != SCHEMA_HEAD:
             before, after = await self.migrate()
             if before != after:
                 log.info("schema migrated", from_revision=before, to_revision=after)
@@ -181,14 +181,18 @@ class Container:
 
     async def migrate(self) -> tuple[str | None, str]:
         """Upgrade the schema to the newest revision; return (before, after)."""
+        from handoff.storage import migrate  # Alembic: loaded only when there is work for it
+
         return await migrate.upgrade(self.engine, schema=self.settings.db.schema_name)
 
     async def schema_revisions(self) -> tuple[str | None, str]:
         """(revision the database is at, revision this code expects)."""
-        return await migrate.current_revision(self.engine), migrate.head_revision()
+        return await current_revision(self.engine), SCHEMA_HEAD
 
     async def schema_drift(self) -> list[str]:
         """How the live schema differs from what the code declares (empty when it matches)."""
+        from handoff.storage import migrate
+
         return await migrate.drift(self.engine)
 
     async def close(self) -> None:

@@ -18,6 +18,11 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        from handoff import __version__
+
+        print(f"handoff {__version__}")
+        return
     if len(args) >= 2 and args[0] == "hook" and "--wait" not in args and not {"-h", "--help"} & set(args):
         sys.exit(_hook(args[1], args[2:]))
     from handoff.cli import main as cli_main

@@ -58,3 +58,9 @@ async def test_readiness_reports_an_unmigrated_database(tmp_path: Path) -> None:
         assert (await container.health.check_ready())["ready"] is True
     finally:
         await container.close()
+
+
+def test_the_cheap_head_revision_is_the_newest_migration() -> None:
+    from handoff.storage.revision import SCHEMA_HEAD
+
+    assert SCHEMA_HEAD == migrate.head_revision()

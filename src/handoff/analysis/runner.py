@@ -23,7 +23,6 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from handoff.analysis.engine import error, finish
 from handoff.analysis.reasons import Reason
 from handoff.errors import Unavailable
 from handoff.logs import get_logger
@@ -180,6 +179,8 @@ class _Collector:
             imports, consolidated = self.done["imports"], self.done["consolidated"]
         else:
             self._account_for_the_rest(returncode)
+            from handoff.analysis.engine import finish  # tree-sitter: loaded by the first analysis
+
             imports, consolidated = await anyio.to_thread.run_sync(
                 finish, self.files, {p: Counter[str]() for p in self.files}, self.analysis_type
             )
@@ -205,4 +206,6 @@ class _Collector:
                 reason, message = Reason.PARSER_CRASHED, f"the analysis worker died on this file ({how})"
             else:
                 reason, message = Reason.NOT_ANALYSED, "the analysis worker stopped before this file"
+            from handoff.analysis.engine import error  # tree-sitter: loaded by the first analysis
+
             self.errors.append(error(path, reason, message))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from handoff.storage import migrate
+from handoff.storage.revision import SCHEMA_HEAD, current_revision
 
 
 class DatabaseProbe:
@@ -21,4 +21,4 @@ class DatabaseProbe:
             await conn.execute(sa.text("SELECT 1"))
 
     async def schema_revisions(self) -> tuple[str | None, str]:
-        return await migrate.current_revision(self._engine), migrate.head_revision()
+        return await current_revision(self._engine), SCHEMA_HEAD
