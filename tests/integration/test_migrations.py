@@ -63,4 +63,4 @@ async def test_readiness_reports_an_unmigrated_database(tmp_path: Path) -> None:
 def test_the_cheap_head_revision_is_the_newest_migration() -> None:
     from handoff.storage.revision import SCHEMA_HEAD
 
-    assert SCHEMA_HEAD == migrate.head_revision()
+    assert migrate.head_revision() == SCHEMA_HEAD
