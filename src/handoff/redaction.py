@@ -80,7 +80,23 @@ _OWN_RULES = [
 ]
 # Lower-case markers at least one of which every rule's match contains: text holding none of them
 # is clean, and in a big text only the lines around them are examined.
+_KEYWORDS = (
+    "passw",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_key",
+    "access-key",
+    "private_key",
+    "private-key",
+    "auth_key",
+    "auth-key",
+)
 _MARKERS = (
+    *_KEYWORDS,
     "private key",
     "sk-",
     "ghp_",
@@ -99,19 +115,6 @@ _MARKERS = (
     "eyj",
     "authoriz",
     "bearer",
-    "passw",
-    "pwd",
-    "secret",
-    "token",
-    "api_key",
-    "api-key",
-    "apikey",
-    "access_key",
-    "access-key",
-    "private_key",
-    "private-key",
-    "auth_key",
-    "auth-key",
     "aws",
     "npm_",
     "pypi-",
@@ -127,21 +130,6 @@ _MARKERS = (
     "-us",
     "sq0",
     "_authtoken",
-)
-_KEYWORDS = (
-    "passw",
-    "pwd",
-    "secret",
-    "token",
-    "api_key",
-    "api-key",
-    "apikey",
-    "access_key",
-    "access-key",
-    "private_key",
-    "private-key",
-    "auth_key",
-    "auth-key",
 )
 # Which markers each rule's matches contain: a rule runs only on text holding one of them.
 _RULE_MARKERS: dict[str, tuple[str, ...]] = {

@@ -45,6 +45,7 @@ from handoff.domain.tooluse import (
     edit_gist,
     exit_code_in,
     files_of_command,
+    first_str,
     is_read_only,
     last_error,
     looks_like_tool_output,
@@ -516,8 +517,8 @@ def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> N
     if metadata.get("kind") == "analysis" and isinstance(summary, dict):
         _absorb_analysis(digest, seq, metadata, summary)
         return
-    path = _first_str(metadata, "path", "file_path", "file", "filename")
-    action = _first_str(metadata, "action", "operation", "change_type") or "touched"
+    path = first_str(metadata, "path", "file_path", "file", "filename")
+    action = first_str(metadata, "action", "operation", "change_type") or "touched"
     if path is None:
         from handoff.domain.tooluse import files_of_patch
 
@@ -589,14 +590,6 @@ def _absorb_analysis(digest: Digest, seq: int, metadata: dict[str, Any], summary
         }
     )
     del digest.analyses[:-MAX_ANALYSES]
-
-
-def _first_str(metadata: dict[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = metadata.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:300]
-    return None
 
 
 def _one_line(command: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from handoff.domain.validation import check_storable_text
+from handoff.domain.validation import check_storable_text, json_kind
 from handoff.errors import InvalidInput
 
 TEXT_FIELDS = {"goal": 2_000, "state": 4_000, "text": 8_000}
@@ -64,7 +64,7 @@ def parse_note(raw: Any) -> HandoffNote | None:
     if isinstance(raw, str):
         raw = {"text": raw}
     if not isinstance(raw, dict):
-        raise InvalidInput(f"note must be an object with {_fields_list()}, not {_kind(raw)}", {"field": "note"})
+        raise InvalidInput(f"note must be an object with {_fields_list()}, not {json_kind(raw)}", {"field": "note"})
     unknown = sorted(k for k in raw if k not in TEXT_FIELDS and k not in LIST_FIELDS)
     if unknown:
         raise InvalidInput(
@@ -85,7 +85,9 @@ def parse_note(raw: Any) -> HandoffNote | None:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise InvalidInput(f"note.{name} must be a list of strings, not {_kind(value)}", {"field": f"note.{name}"})
+            raise InvalidInput(
+                f"note.{name} must be a list of strings, not {json_kind(value)}", {"field": f"note.{name}"}
+            )
         if len(value) > MAX_LIST_ITEMS:
             raise InvalidInput(
                 f"note.{name} has {len(value)} items; the limit is {MAX_LIST_ITEMS}",
@@ -104,7 +106,7 @@ def parse_note(raw: Any) -> HandoffNote | None:
 
 def _text(value: Any, field_name: str, limit: int) -> str:
     if not isinstance(value, str):
-        raise InvalidInput(f"{field_name} must be a string, not {_kind(value)}", {"field": field_name})
+        raise InvalidInput(f"{field_name} must be a string, not {json_kind(value)}", {"field": field_name})
     check_storable_text(value, field=field_name)
     text = value.strip()
     if len(text) > limit:
@@ -117,17 +119,3 @@ def _text(value: Any, field_name: str, limit: int) -> str:
 
 def _fields_list() -> str:
     return ", ".join([*TEXT_FIELDS, *LIST_FIELDS])
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string" if isinstance(value, str) else type(value).__name__

@@ -30,7 +30,7 @@ class ToolUse:
     files: list[tuple[str, str]] = field(default_factory=list)  # (path, action)
 
 
-def _first_str(data: dict[str, Any], *keys: str) -> str | None:
+def first_str(data: dict[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = data.get(key)
         if isinstance(value, str) and value.strip():
@@ -95,8 +95,8 @@ _SHELL_TOOLS = {
 def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
     """Interpret a tool_call entry, whatever shape the integration chose."""
     use = ToolUse()
-    use.tool = _first_str(metadata, "tool", "tool_name", "name", "function", "recipient_name")
-    use.call_id = _first_str(metadata, "tool_use_id", "call_id", "tool_call_id", "id")
+    use.tool = first_str(metadata, "tool", "tool_name", "name", "function", "recipient_name")
+    use.call_id = first_str(metadata, "tool_use_id", "call_id", "tool_call_id", "id")
     use.input = (
         _as_dict(metadata.get("input"))
         or _as_dict(metadata.get("arguments"))
@@ -105,8 +105,8 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
     )
     document = _as_dict(content) if content.lstrip().startswith("{") else None
     if document is not None:
-        use.tool = use.tool or _first_str(document, "tool", "tool_name", "name", "function")
-        use.call_id = use.call_id or _first_str(document, "tool_use_id", "call_id", "id")
+        use.tool = use.tool or first_str(document, "tool", "tool_name", "name", "function")
+        use.call_id = use.call_id or first_str(document, "tool_use_id", "call_id", "id")
         use.input = (
             use.input
             or _as_dict(document.get("input"))
@@ -155,7 +155,7 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
     if use.input is not None:
         use.command = command_of(use.input)
         use.files = files_of_input(use.tool or "", use.input)
-    raw_command = _first_str(metadata, "command", "cmd")
+    raw_command = first_str(metadata, "command", "cmd")
     if use.command is None and raw_command:
         use.command = raw_command
     if use.output is None and document is None and use.input is None and metadata.get("phase") != "call":
@@ -272,7 +272,7 @@ _DELETE_TOOLS = {"delete", "delete_file", "remove_file", "rm"}
 
 def files_of_input(tool: str, data: dict[str, Any]) -> list[tuple[str, str]]:
     name = tool.lower().replace("-", "_")
-    path = _first_str(data, "file_path", "path", "filePath", "notebook_path", "target_file", "filename", "file")
+    path = first_str(data, "file_path", "path", "filePath", "notebook_path", "target_file", "filename", "file")
     sub = str(data.get("command", "")).lower() if isinstance(data.get("command"), str) else ""
     if path and sub in {"create"}:
         return [(path, "created")]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from handoff.errors import InvalidInput
 
@@ -83,7 +84,7 @@ def validate_content(content: str, *, max_bytes: int) -> bytes:
 
 def validate_metadata(metadata: Any, *, field: str = "metadata", max_bytes: int) -> dict[str, Any]:
     if not isinstance(metadata, dict):
-        raise InvalidInput(f"{field} must be a JSON object, not {_json_kind(metadata)}", {"field": field})
+        raise InvalidInput(f"{field} must be a JSON object, not {json_kind(metadata)}", {"field": field})
     _check_json_value(metadata, field)
     size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
     if size > max_bytes:
@@ -113,7 +114,7 @@ def _check_json_value(value: Any, path: str) -> None:
         raise InvalidInput(f"{path} holds a {type(value).__name__}, which is not JSON", {"field": path})
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -134,3 +135,15 @@ def _describe_char(char: str) -> str:
     if 0xD800 <= code <= 0xDFFF:
         return f"U+{code:04X}"
     return f"the character {char!r}"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_choice(enum: type[E], value: str, *, field: str) -> E:
+    """One of an enum's values, or `invalid_input` naming the field and every allowed value."""
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise InvalidInput(f"{field} must be one of {allowed}; got {value!r}", {"field": field}) from None

@@ -13,6 +13,7 @@ from handoff.domain.lifecycle import check_writable
 from handoff.domain.models import ContextEntry, ContextType, NewEntry, Session
 from handoff.domain.validation import (
     check_storable_text,
+    parse_choice,
     validate_agent,
     validate_content,
     validate_metadata,
@@ -279,8 +280,4 @@ class ContextService:
 
 
 def parse_context_type(value: str, *, field: str = "context_type") -> ContextType:
-    try:
-        return ContextType(value)
-    except ValueError:
-        allowed = ", ".join(t.value for t in ContextType)
-        raise InvalidInput(f"{field} must be one of {allowed}; got {value!r}", {"field": field}) from None
+    return parse_choice(ContextType, value, field=field)

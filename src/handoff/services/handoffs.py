@@ -13,7 +13,7 @@ from handoff.domain.instructions import handoff_resources, render_instructions
 from handoff.domain.lifecycle import WRITABLE_STATES, role_of
 from handoff.domain.models import Handoff, HandoffStatus, HandoffType, ParticipantRole, Session
 from handoff.domain.note import parse_note
-from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
+from handoff.domain.validation import parse_choice, validate_agent, validate_metadata, validate_session_key
 from handoff.errors import InvalidInput, InvalidState
 from handoff.services.ports import (
     Cache,
@@ -228,8 +228,4 @@ class HandoffService:
 
 
 def parse_handoff_type(value: str) -> HandoffType:
-    try:
-        return HandoffType(value)
-    except ValueError:
-        allowed = ", ".join(t.value for t in HandoffType)
-        raise InvalidInput(f"handoff_type must be one of {allowed}; got {value!r}", {"field": "handoff_type"}) from None
+    return parse_choice(HandoffType, value, field="handoff_type")

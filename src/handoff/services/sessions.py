@@ -12,7 +12,7 @@ from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import role_of
 from handoff.domain.models import LifecycleEvent, ParticipantRole, Session, SessionStatus
 from handoff.domain.retention import DEFAULT_POLICY, policy_named
-from handoff.domain.validation import validate_agent, validate_metadata, validate_session_key
+from handoff.domain.validation import parse_choice, validate_agent, validate_metadata, validate_session_key
 from handoff.errors import AlreadyExists, Forbidden, InvalidInput, InvalidState
 from handoff.services.paging import check_limit, decode_cursor, encode_cursor
 from handoff.services.ports import Clock, NoRedaction, NoRetry, Retrier, SecretRedactor, UnitOfWorkFactory
@@ -225,8 +225,4 @@ def _already_exists(existing: Session) -> AlreadyExists:
 
 
 def parse_session_status(value: str) -> SessionStatus:
-    try:
-        return SessionStatus(value)
-    except ValueError:
-        allowed = ", ".join(s.value for s in SessionStatus)
-        raise InvalidInput(f"status must be one of {allowed}; got {value!r}", {"field": "status"}) from None
+    return parse_choice(SessionStatus, value, field="status")

@@ -268,26 +268,27 @@ class SqlSessionRepository:
 _INSERT_ENTRY = context_entries.insert()
 
 
+def _entry_row(session_id: int, sequence_number: int, entry: NewEntry, now: datetime) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "sequence_number": sequence_number,
+        "context_type": entry.context_type.value,
+        "agent": entry.agent,
+        "meta": entry.metadata,
+        "content_bytes": entry.content_bytes,
+        "content_sha256": entry.content_sha256,
+        "idempotency_key": entry.idempotency_key,
+        "created_at": now,
+        "content": entry.content,
+    }
+
+
 class SqlEntryRepository:
     def __init__(self, db: Db) -> None:
         self._db = db
 
     async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
-        await self._db.execute(
-            _INSERT_ENTRY,
-            {
-                "session_id": session_id,
-                "sequence_number": sequence_number,
-                "context_type": entry.context_type.value,
-                "agent": entry.agent,
-                "meta": entry.metadata,
-                "content_bytes": entry.content_bytes,
-                "content_sha256": entry.content_sha256,
-                "idempotency_key": entry.idempotency_key,
-                "created_at": now,
-                "content": entry.content,
-            },
-        )
+        await self._db.execute(_INSERT_ENTRY, _entry_row(session_id, sequence_number, entry, now))
         return ContextEntry(
             session_id=session_id,
             sequence_number=sequence_number,
@@ -307,22 +308,7 @@ class SqlEntryRepository:
         if not entries:
             return
         await self._db.execute(
-            _INSERT_ENTRY,
-            [
-                {
-                    "session_id": session_id,
-                    "sequence_number": first_sequence + offset,
-                    "context_type": entry.context_type.value,
-                    "agent": entry.agent,
-                    "meta": entry.metadata,
-                    "content_bytes": entry.content_bytes,
-                    "content_sha256": entry.content_sha256,
-                    "idempotency_key": entry.idempotency_key,
-                    "created_at": now,
-                    "content": entry.content,
-                }
-                for offset, entry in enumerate(entries)
-            ],
+            _INSERT_ENTRY, [_entry_row(session_id, first_sequence + i, entry, now) for i, entry in enumerate(entries)]
         )
 
     async def existing_keys(self, session_id: int, keys: Sequence[str]) -> set[str]:
