@@ -66,7 +66,7 @@ def bench_import(records: int) -> dict[str, float]:
     from handoff.capture.records import ReadReport
     from handoff.config import Settings
     from handoff.container import Container
-    from handoff.services.imports import ImportItem
+    from handoff.services.context import NewContext
 
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "session.jsonl"
@@ -81,7 +81,7 @@ def bench_import(records: int) -> dict[str, float]:
                 await container.imports.open("bench", "claude-code", {})
                 report = ReadReport()
                 items = (
-                    ImportItem(c.record_id, c.context_type, c.content, c.metadata)
+                    NewContext(c.context_type, c.content, c.metadata, c.record_id)
                     for c in read_log(log, "claude-code", report)
                 )
                 began = time.perf_counter()

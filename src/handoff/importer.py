@@ -202,7 +202,7 @@ async def _import_one(
     url: str | None,
     progress: _Progress,
 ) -> Outcome:
-    from handoff.services.imports import ImportItem, session_key_for
+    from handoff.services.imports import session_key_for
 
     peek = ReadReport()
     for _ in zip(range(200), read_log(path, fmt, peek), strict=False):
@@ -216,7 +216,7 @@ async def _import_one(
     report = ReadReport()
     outcome = Outcome(key, fmt)
 
-    def items(starts: dict[str, Position]) -> Iterator[ImportItem]:
+    def items(starts: dict[str, Position]) -> Iterator[Any]:
         for captured in read_log(path, fmt, report, starts):
             progress.tick()
             yield _item(captured)
@@ -252,9 +252,10 @@ def _sources(path: Path, fmt: str) -> list[Path]:
 
 
 def _item(captured: Captured) -> Any:
-    from handoff.services.imports import ImportItem
+    from handoff.services.context import NewContext
 
-    return ImportItem(captured.record_id, captured.context_type, captured.content, captured.metadata)
+    # The log's own record id is the idempotency key (the import service prefixes the format).
+    return NewContext(captured.context_type, captured.content, captured.metadata, captured.record_id)
 
 
 async def _import_over_mcp(
@@ -277,12 +278,12 @@ async def _import_over_mcp(
                     "context_type": item.context_type,
                     "content": item.content,
                     "metadata": item.metadata,
-                    "idempotency_key": f"{fmt}:{item.record_id}"[:200],
+                    "idempotency_key": f"{fmt}:{item.idempotency_key}"[:200],
                 },
             )
             if result.is_error:
                 text = " ".join(getattr(part, "text", "") for part in result.content)
-                raise LogFormatError(f"the server refused record {item.record_id}: {text[:300]}", {})
+                raise LogFormatError(f"the server refused record {item.idempotency_key}: {text[:300]}", {})
             entry = (result.structured_content or {}).get("entry", {})
             if entry.get("replayed"):
                 skipped += 1

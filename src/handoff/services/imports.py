@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handoff.domain.models import ImportCursor
@@ -22,14 +22,6 @@ from handoff.services.sessions import SessionService
 
 BATCH_SIZE = 500
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9._:@+-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class ImportItem:
-    record_id: str
-    context_type: str
-    content: str
-    metadata: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -83,18 +75,22 @@ class ImportService:
     async def append(
         self,
         session_key: str,
-        items: Iterable[ImportItem],
+        items: Iterable[NewContext],
         *,
         key_prefix: str,
         batch_size: int = BATCH_SIZE,
         result: ImportResult | None = None,
     ) -> ImportResult:
-        """Append the items in batches (idempotent); returns the running totals."""
+        """Append the items in batches (idempotent); returns the running totals.
+
+        Each item's `idempotency_key` is the log's own record id; `key_prefix` (the format) keeps ids
+        of different logs apart.
+        """
         result = result or ImportResult(session_key)
         for batch in _batches(items, batch_size):
             outcome = await self._context.append_batch(
                 session_key,
-                [NewContext(i.context_type, i.content, i.metadata, f"{key_prefix}{i.record_id}"[:200]) for i in batch],
+                [replace(i, idempotency_key=f"{key_prefix}{i.idempotency_key}"[:200]) for i in batch],
             )
             result.imported += outcome.appended
             result.already_present += outcome.already_present
@@ -117,8 +113,8 @@ class ImportService:
             await uow.commit()
 
 
-def _batches(items: Iterable[ImportItem], size: int) -> Iterator[list[ImportItem]]:
-    batch: list[ImportItem] = []
+def _batches(items: Iterable[NewContext], size: int) -> Iterator[list[NewContext]]:
+    batch: list[NewContext] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
