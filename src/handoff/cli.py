@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -12,10 +14,11 @@ from contextlib import asynccontextmanager
 import anyio
 
 import handoff
+from handoff.clientconfig import add_commands as add_config_commands
 from handoff.config import Settings
 from handoff.container import Container
 from handoff.domain.models import SessionStatus
-from handoff.errors import HandoffError
+from handoff.errors import CannotStart, HandoffError
 from handoff.importer import add_commands as add_capture_commands
 from handoff.logs import configure_logging, get_logger
 from handoff.observability.tracing import Tracing, configure_tracing, parse_headers
@@ -26,10 +29,13 @@ log = get_logger("handoff.cli")
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    settings = Settings()
-    configure_logging(settings.log.level)
+    settings = _load_settings()
+    configure_logging(_log_level(settings, args.command))
     try:
         args.run(settings, args)
+    except CannotStart as error:
+        print(f"handoff: {error.message}", file=sys.stderr)
+        sys.exit(1)
     except HandoffError as error:
         print(f"error ({error.code}): {error.message}", file=sys.stderr)
         sys.exit(1)
@@ -37,16 +43,55 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
 
 
+def _load_settings() -> Settings:
+    """The settings from the environment, or one line naming the variable that is wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = "HANDOFF_" + "__".join(str(part) for part in first["loc"]).upper()
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        print(f"handoff: setting {variable} is invalid: {first['msg']}{more}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _log_level(settings: Settings, command: str) -> str:
+    """Servers log at the configured level; one-shot commands print tables, so only warnings unless asked."""
+    if command in {"serve", "stdio"} or settings.log_level is not None or "level" in settings.log.model_fields_set:
+        return settings.log.level
+    return "WARNING"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handoff", description="MCP server for AI-agent handoff.")
     parser.add_argument("--version", action="version", version=f"handoff {handoff.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="Run the MCP server.")
-    serve.add_argument("--transport", choices=["stdio", "http"], default="http")
+    serve = commands.add_parser(
+        "serve",
+        help="Run the MCP server (streamable HTTP by default).",
+        description="Run the MCP server. Over HTTP it prints its URL and a client config; over stdio "
+        "the client starts it and stdout carries only protocol messages.",
+    )
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default=None,
+        help="http (default, or HANDOFF_TRANSPORT) serves http://HOST:PORT/mcp; stdio is for clients "
+        "that start the server themselves (same as `handoff stdio`).",
+    )
     serve.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1).")
     serve.add_argument("--port", type=int, default=None, help="HTTP port (default 8765; 0 picks a free one).")
     serve.set_defaults(run=_serve)
+
+    stdio = commands.add_parser(
+        "stdio",
+        help="Run the MCP server over stdio (what a client config's command should start).",
+        description="Run the MCP server over stdio: the same as `handoff serve --transport stdio`.",
+    )
+    stdio.set_defaults(run=_serve, transport="stdio", host=None, port=None)
 
     migrate = commands.add_parser("migrate", help="Create or upgrade the database schema.")
     migrate.add_argument("--check", action="store_true", help="Only report; exit 1 when not current.")
@@ -67,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.set_defaults(run=_jobs_runs)
 
     add_capture_commands(commands)
+    add_config_commands(commands)
 
     sessions = commands.add_parser("sessions", help="Inspect sessions.")
     sub = sessions.add_subparsers(dest="sessions_command", required=True)
@@ -91,10 +137,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         settings.http.host = args.host
     if args.port is not None:
         settings.http.port = args.port
-    runner = _serve_stdio if args.transport == "stdio" else _serve_http
+    listener: socket.socket | None = None
+    if (args.transport or settings.transport) == "http":
+        from handoff.http.serving import listen
+
+        # Before anything else: a busy port is reported at once, not after the database is up.
+        listener = listen(settings.http.host, settings.http.port)
     tracing = _start_tracing(settings)
     try:
-        anyio.run(runner, settings)
+        if listener is None:
+            anyio.run(_serve_stdio, settings)
+        else:
+            anyio.run(_serve_http, settings, listener)
     finally:
         if tracing is not None:
             tracing.shutdown()  # flushes buffered spans, bounded by the export timeout
@@ -114,35 +168,51 @@ def _start_tracing(settings: Settings) -> Tracing | None:
 
 async def _serve_stdio(settings: Settings) -> None:
     from handoff.mcp.server import build_server
+    from handoff.mcp.stdio import serve_stdio
 
     async with Container.build(settings) as container, _background_jobs(container):
         log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
-        await build_server(container).run_stdio_async()
+        async with anyio.create_task_group() as serving:
+            serving.start_soon(_stop_on_signals, serving.cancel_scope)
+            await serve_stdio(build_server(container))
+            serving.cancel_scope.cancel()  # stdin closed: the client is gone
         await _drain_leftover_tasks()
 
 
-async def _serve_http(settings: Settings) -> None:
+async def _stop_on_signals(scope: anyio.CancelScope) -> None:
+    """SIGINT or SIGTERM: stop serving and shut down in order (over HTTP, uvicorn does this)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _serve_http(settings: Settings, listener: socket.socket) -> None:
     import uvicorn
 
     from handoff.http.app import build_http_app
     from handoff.http.serving import AnnouncingServer
     from handoff.mcp.server import build_server
 
-    async with Container.build(settings) as container, _background_jobs(container):
-        app = build_http_app(build_server(container), container)
-        config = uvicorn.Config(
-            app,
-            host=settings.http.host,
-            port=settings.http.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-            lifespan="on",
+    with listener:
+        async with Container.build(settings) as container, _background_jobs(container):
+            app = build_http_app(build_server(container), container)
+            config = uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=10,
+                lifespan="on",
+            )
+            server = AnnouncingServer(config, container)
+            await server.serve(sockets=[listener])
+            await _drain_leftover_tasks()
+    if server.misdirected_stdio_client:
+        raise CannotStart(
+            "an MCP client is speaking stdio to this HTTP server: start it with `handoff stdio` "
+            "(or `handoff serve --transport stdio`, or HANDOFF_TRANSPORT=stdio)."
         )
-        server = AnnouncingServer(config)
-        server.container = container
-        await server.serve()
-        await _drain_leftover_tasks()
 
 
 @asynccontextmanager

@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
+    # How `handoff serve` talks to clients when --transport is not given (`handoff stdio` forces stdio):
+    # MCP client launchers often cannot pass our flags, but they can always set the environment.
+    transport: Literal["http", "stdio"] = "http"
+
     # Short, documented names from SPEC.md; they win over the nested form when set.
     database_url: SecretStr | None = None
     redis_url: SecretStr | None = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self, TypeVar
 
+import anyio
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,7 +16,7 @@ from handoff.analysis.runner import AnalyzerLimits, SubprocessAnalyzer
 from handoff.cache import MemoryCache
 from handoff.clock import SystemClock
 from handoff.config import CacheSettings, Settings
-from handoff.errors import DatabaseUnavailable
+from handoff.errors import CannotStart, DatabaseUnavailable
 from handoff.jobs.runner import JobRunner
 from handoff.logs import get_logger
 from handoff.observability.instrumented import InstrumentedCache, TransactionMetrics
@@ -32,7 +33,7 @@ from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
-from handoff.storage.probe import DatabaseProbe
+from handoff.storage.probe import DatabaseProbe, explain_connection_failure
 from handoff.storage.revision import SCHEMA_HEAD, current_revision
 from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
 
@@ -40,25 +41,57 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+# A server that cannot reach its database must say so promptly, not hang in a retry loop.
+STARTUP_PROBE_SECONDS = 3.0
+
 
 def _holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _database_engine(url: str, settings: Settings) -> AsyncEngine:
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return create_engine(url, settings.db)
+    except ModuleNotFoundError as error:
+        raise CannotStart(
+            f"this database needs the driver {error.name!r}, which is not installed: pip install 'handoff[postgres]'"
+        ) from error
+    except OSError as error:  # the SQLite file's directory could not be created
+        raise CannotStart(
+            f"cannot create the SQLite database at {error.filename or url}: {error.strerror or error}; "
+            "set HANDOFF_DATABASE_URL=sqlite:///A/WRITABLE/PATH/handoff.db"
+        ) from error
+    except (ValueError, ArgumentError) as error:
+        # ArgumentError's text would quote the URL, password included: name the setting instead.
+        raise CannotStart(
+            "HANDOFF_DATABASE_URL is not a database URL handoff supports; "
+            "use sqlite:///PATH/handoff.db or postgresql://USER[:PASSWORD]@HOST:5432/DATABASE"
+        ) from error
 
 
 def build_cache(settings: CacheSettings) -> Cache:
     """Redis when configured, else a bounded in-process cache: the same port either way."""
     if settings.redis_url is None:
         return MemoryCache(max_bytes=settings.memory_max_bytes, max_entries=settings.memory_max_entries)
-    from handoff.cache.redis_cache import RedisCache
-
-    return RedisCache(
-        settings.redis_url.get_secret_value(),
-        key_prefix=settings.key_prefix,
-        socket_timeout=settings.socket_timeout_seconds,
-        max_connections=settings.max_connections,
-        failure_threshold=settings.breaker_failure_threshold,
-        reset_timeout=settings.breaker_reset_seconds,
-    )
+    try:
+        from handoff.cache.redis_cache import RedisCache
+    except ModuleNotFoundError as error:
+        raise CannotStart(
+            f"HANDOFF_REDIS_URL needs the package {error.name!r}, which is not installed: pip install 'handoff[redis]'"
+        ) from error
+    try:
+        return RedisCache(
+            settings.redis_url.get_secret_value(),
+            key_prefix=settings.key_prefix,
+            socket_timeout=settings.socket_timeout_seconds,
+            max_connections=settings.max_connections,
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_timeout=settings.breaker_reset_seconds,
+        )
+    except ValueError as error:  # redis names the schemes it accepts; the URL itself is not echoed
+        raise CannotStart(f"HANDOFF_REDIS_URL is not a Redis URL: {error}") from error
 
 
 @dataclass
@@ -85,7 +118,7 @@ class Container:
     def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
         clock = clock or SystemClock()
         url = settings.database_url_value()
-        engine = create_engine(url, settings.db)
+        engine = _database_engine(url, settings)
         request_engine: Engine | None = None
         db = settings.db
         breaker = CircuitBreaker(
@@ -171,11 +204,33 @@ class Container:
         )
 
     async def start(self) -> None:
-        """Bring dependencies up; migrate the schema when allowed and needed."""
-        if self.settings.db.auto_migrate and await current_revision(self.engine) != SCHEMA_HEAD:
+        """Bring dependencies up; migrate the schema when allowed and needed.
+
+        Fails fast with `CannotStart` (one line: cause and fix) when the database cannot be reached
+        within a few seconds or its schema is not the one this version runs on.
+        """
+        database = self.engine.url.render_as_string(hide_password=True)
+        try:
+            with anyio.fail_after(min(self.settings.db.connect_timeout_seconds, STARTUP_PROBE_SECONDS)):
+                revision = await current_revision(self.engine)
+        except Exception as error:  # the outermost boundary of start-up: every cause becomes one line
+            raise CannotStart(
+                f"cannot reach the database {database}: {explain_connection_failure(error)}. "
+                "Check HANDOFF_DATABASE_URL; `handoff doctor` runs the checks again."
+            ) from error
+        if revision is not None and revision > SCHEMA_HEAD:
+            raise CannotStart(
+                f"the database {database} is at schema {revision}, newer than this version of handoff "
+                f"understands ({SCHEMA_HEAD}): upgrade handoff."
+            )
+        if revision != SCHEMA_HEAD:
+            if not self.settings.db.auto_migrate:
+                raise CannotStart(
+                    f"the database {database} is at schema {revision or 'empty'}, this version needs "
+                    f"{SCHEMA_HEAD}: run `handoff migrate` (or set HANDOFF_DB__AUTO_MIGRATE=true)."
+                )
             before, after = await self.migrate()
-            if before != after:
-                log.info("schema migrated", from_revision=before, to_revision=after)
+            log.info("schema migrated", from_revision=before, to_revision=after)
         report = await self.health.check_ready()
         log.info("dependencies checked", **report)
 
@@ -203,7 +258,11 @@ class Container:
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # __aexit__ does not run when entering fails
+            raise
         return self
 
     async def __aexit__(

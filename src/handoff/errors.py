@@ -55,6 +55,10 @@ class DatabaseUnavailable(Unavailable):
     """The database did not answer or failed mid-transaction: transient, safe to retry if idempotent."""
 
 
+class CannotStart(Unavailable):
+    """A command cannot begin: the message names the cause and the fix, in one line for a terminal."""
+
+
 def _codes(root: type[HandoffError]) -> set[str]:
     found = set()
     for cls in root.__subclasses__():
