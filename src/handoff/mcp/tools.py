@@ -8,6 +8,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field, WithJsonSchema
 
+from handoff.config import LimitSettings
 from handoff.container import Container
 from handoff.mcp.errors import tool_errors
 from handoff.mcp.schemas import (
@@ -32,9 +33,16 @@ from handoff.mcp.schemas import (
 )
 from handoff.services.sessions import parse_session_status
 
+# The services enforce settings.limits.max_key_length and answer a longer key with `invalid_input`
+# naming the field and the limit; the schema states that limit's default (also the width of the key
+# columns) instead of a number of its own, and leaves the check to them.
+MAX_KEY_LENGTH: int = LimitSettings.model_fields["max_key_length"].default
 SessionKey = Annotated[
     str,
-    Field(description="Client-chosen unique key: letters, digits and . _ : @ + - (max 128).", max_length=1024),
+    Field(
+        description=f"Client-chosen unique key: letters, digits and . _ : @ + - (max {MAX_KEY_LENGTH}).",
+        json_schema_extra={"maxLength": MAX_KEY_LENGTH},
+    ),
 ]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
