@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -21,8 +22,44 @@ from handoff.logs import configure_logging
 from handoff.mcp.server import build_server
 from tests.e2e.servers import ServerDatabase
 
-POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL")
-REDIS_URL = os.environ.get("HANDOFF_TEST_REDIS_URL")
+# PostgreSQL and Redis run when configured, or when they answer at their usual local address, so the
+# README's plain `pytest` on a machine with both runs the whole suite. The summary says which ran.
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _postgres_answers(url: str) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    async def connect() -> None:
+        conn = await asyncpg.connect(url, timeout=2)
+        await conn.close()
+
+    try:
+        asyncio.run(connect())
+    except Exception:  # refused, no such database, password required: not usable without settings
+        return False
+    return True
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+POSTGRES_URL = os.environ.get("HANDOFF_TEST_POSTGRES_URL") or (
+    LOCAL_POSTGRES_URL if _postgres_answers(LOCAL_POSTGRES_URL) else None
+)
+REDIS_URL = os.environ.get("HANDOFF_TEST_REDIS_URL") or (LOCAL_REDIS_URL if _redis_answers(LOCAL_REDIS_URL) else None)
 
 
 @pytest.fixture
@@ -43,8 +80,41 @@ def require_backend(name: str) -> str:
     if name == "postgres" and not POSTGRES_URL:
         if os.environ.get("CI"):
             pytest.fail("HANDOFF_TEST_POSTGRES_URL is not set in CI")
-        pytest.skip("set HANDOFF_TEST_POSTGRES_URL to run against PostgreSQL")
+        pytest.skip(f"no PostgreSQL at {LOCAL_POSTGRES_URL}; set HANDOFF_TEST_POSTGRES_URL to run against one")
     return name
+
+
+_BACKEND_OUTCOMES: dict[str, dict[str, int]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count outcomes per database backend, for the summary line."""
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return
+    ids = set(re.split(r"[\[\]-]", report.nodeid.rpartition("[")[2])) if "[" in report.nodeid else set()
+    backend = next((name for name in BACKENDS if name in ids), None)
+    if backend is not None:
+        counts = _BACKEND_OUTCOMES.setdefault(backend, {})
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    def describe(name: str, target: str | None) -> str:
+        counts = _BACKEND_OUTCOMES.get(name, {})
+        ran = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no tests"
+        return f"{name}: {ran}" + (f" ({target})" if target else "")
+
+    postgres = _redact_password(POSTGRES_URL) if POSTGRES_URL else "not available: tests skipped"
+    terminalreporter.write_sep("-", "backends")
+    terminalreporter.write_line(describe("sqlite", None))
+    terminalreporter.write_line(describe("postgres", postgres))
+    terminalreporter.write_line(f"redis: {REDIS_URL or 'not available: Redis tests skipped'}")
+
+
+def _redact_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -50,10 +50,11 @@ async def snapshot(client: Client, key: str = "s1") -> dict[str, Any]:
 
 
 def schema_error_text(result: Any) -> str:
-    """The SDK's own refusal of arguments that do not match the tool's input schema."""
-    assert result.is_error, f"expected an error, got {result.structured_content}"
-    text = str(result.content[0].text)
-    assert "Traceback" not in text
+    """A refusal of arguments that do not match the tool's input schema, in our error format."""
+    error = tool_error(result)
+    assert error["code"] == "invalid_input"
+    text = json.dumps(error)
+    assert "Traceback" not in text and "pydantic" not in text
     return text
 
 
@@ -527,3 +528,62 @@ async def test_http_connection_keeps_serving_after_a_run_of_errors(server_db: Se
                 assert appended["entry"]["sequence_number"] == 4
                 page = structured(await client.call_tool("get_context", {"session_key": "s1"}))
                 assert [e["content"] for e in page["entries"]][-1] == "carry on"
+
+
+# A value of the wrong JSON type for each schema type: what a confused model sends.
+WRONG_TYPE = {"string": ["a", "list"], "integer": "many", "number": "lots", "object": 7, "array": 7}
+
+
+def _json_types(schema: dict[str, Any]) -> set[str]:
+    if "type" in schema:
+        return {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
+    return {t for option in schema.get("anyOf", []) for t in _json_types(option)} - {"null"}
+
+
+async def test_every_tool_names_each_missing_or_mistyped_argument_in_our_error_format(client: Client) -> None:
+    before = await seed(client)
+    tools = (await client.list_tools()).tools
+    checked = 0
+    for tool in tools:
+        properties = tool.input_schema.get("properties", {})
+        for required in tool.input_schema.get("required", []):
+            error = tool_error(await client.call_tool(tool.name, {}))
+            assert error["code"] == "invalid_input", (tool.name, error)
+            assert required in [p["field"] for p in error["details"]["problems"]], (tool.name, error)
+            assert f"{required} is required" in error["message"]
+            checked += 1
+        for name, schema in properties.items():
+            types_ = _json_types(schema)
+            if len(types_) != 1 or "enum" in schema or next(iter(types_)) not in WRONG_TYPE:
+                continue
+            arguments = {r: "s1" for r in tool.input_schema.get("required", [])}
+            arguments[name] = WRONG_TYPE[next(iter(types_))]
+            error = tool_error(await client.call_tool(tool.name, arguments))
+            assert error["code"] == "invalid_input", (tool.name, name, error)
+            assert name in error["message"] and "errors.pydantic.dev" not in error["message"], (tool.name, error)
+            checked += 1
+    assert checked > 20  # every tool was exercised, not skipped
+    assert await snapshot(client) == before
+
+
+async def test_an_unknown_tool_is_not_found_in_our_error_format(client: Client) -> None:
+    error = tool_error(await client.call_tool("drop_all_tables", {}))
+    assert error["code"] == "not_found"
+    assert "drop_all_tables" in error["message"]
+
+
+async def test_prompt_arguments_missing_or_unknown_prompt_are_invalid_params_naming_them(client: Client) -> None:
+    for prompt in (await client.list_prompts()).prompts:
+        required = [a.name for a in prompt.arguments or [] if a.required]
+        if not required:
+            continue
+        with pytest.raises(MCPError) as raised:
+            await client.get_prompt(prompt.name, {})
+        assert raised.value.error.code == types.INVALID_PARAMS
+        assert raised.value.error.data["code"] == "invalid_input"
+        assert raised.value.error.data["field"] == required[0]
+        assert f"{required[0]} is required" in raised.value.error.message
+    with pytest.raises(MCPError) as raised:
+        await client.get_prompt("no_such_prompt", {})
+    assert raised.value.error.code == types.INVALID_PARAMS
+    assert raised.value.error.data["code"] == "not_found"

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import mcp_types as types
 import structlog
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from handoff.errors import HandoffError, InvalidInput, NotFound
 from handoff.logs import get_logger
@@ -72,9 +73,8 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await fn(*args, **kwargs)
         except HandoffError as error:
             log.info("tool refused", tool=fn.__name__, code=error.code, reason=error.message)
-            _note_outcome(error.code)
             # The SDK passes a CallToolResult through untouched (no output-schema check on errors).
-            return error_result(error.code, error.message, error.details)  # type: ignore[return-value]
+            return refusal(error)  # type: ignore[return-value]
         except Exception:
             cid = _correlation_id()
             log.exception("tool crashed", tool=fn.__name__)
@@ -93,9 +93,7 @@ def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         try:
             return await fn(*args, **kwargs)
         except HandoffError as error:
-            _note_outcome(error.code)
-            code = types.INVALID_PARAMS if isinstance(error, NotFound | InvalidInput) else types.INTERNAL_ERROR
-            raise MCPError(code=code, message=error.message, data={"code": error.code, **error.details}) from None
+            raise rpc_error(error) from None
         except MCPError:
             raise
         except Exception:
@@ -110,3 +108,33 @@ def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 def dump(model: Any) -> str:
     """Resource bodies: the same JSON a tool's structured output would carry."""
     return str(model.model_dump_json())
+
+
+def invalid_arguments(error: ValidationError, where: str) -> InvalidInput:
+    """The SDK's pydantic argument errors, in our format: each problem with the field it is in.
+
+    Rejected values are not echoed (they are the caller's data); pydantic's messages name none.
+    """
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in item["loc"]) or "arguments"
+        problem = "is required" if item["type"] == "missing" else item["msg"][:1].lower() + item["msg"][1:]
+        problems.append({"field": field, "problem": problem})
+    message = f"invalid arguments for {where}: " + "; ".join(
+        f"{p['field']} {p['problem']}" if p["problem"] == "is required" else f"{p['field']}: {p['problem']}"
+        for p in problems
+    )
+    return InvalidInput(message, {"field": problems[0]["field"] if problems else None, "problems": problems})
+
+
+def refusal(error: HandoffError, outcome: str | None = None) -> types.CallToolResult:
+    """A tool's refusal as the result the model reads, with the code (or `outcome`) noted for the metrics."""
+    _note_outcome(outcome or error.code)
+    return error_result(error.code, error.message, error.details)
+
+
+def rpc_error(error: HandoffError) -> MCPError:
+    """A refusal of a resource read or prompt: a JSON-RPC error whose data carries our code."""
+    _note_outcome(error.code)
+    code = types.INVALID_PARAMS if isinstance(error, NotFound | InvalidInput) else types.INTERNAL_ERROR
+    return MCPError(code=code, message=error.message, data={"code": error.code, **error.details})

@@ -187,7 +187,7 @@ class RequestPipeline:
 
 
 def _sdk_refusal(result: dict[str, Any]) -> str:
-    """The SDK's own tool errors (unknown tool, arguments that fail the schema) carry no code of ours."""
+    """The code in an error result nothing of ours noted (HandoffServer notes argument and unknown-tool errors)."""
     content = result.get("content")
     first = content[0] if isinstance(content, list) and content else None
     text = str(first.get("text", "")) if isinstance(first, dict) else ""
@@ -199,10 +199,6 @@ def _sdk_refusal(result: dict[str, Any]) -> str:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             code = payload["error"].get("code")
             return code if code in _KNOWN_CODES else "internal"
-    if text.startswith("Unknown tool"):
-        return "unknown_tool"
-    if "validation error" in text:
-        return "invalid_input"
     return "internal"
 
 

@@ -7,12 +7,16 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
 
 import handoff
 from handoff.container import Container
+from handoff.errors import InvalidInput, NotFound
 from handoff.logs import get_logger
 from handoff.mcp.analysis_tool import register_analysis_tool
+from handoff.mcp.errors import invalid_arguments, refusal, rpc_error
 from handoff.mcp.pipeline import RequestPipeline
 from handoff.mcp.prompts import register_prompts
 from handoff.mcp.resources import register_resources
@@ -43,8 +47,49 @@ _LEVELS = {
 }
 
 
+class HandoffServer(MCPServer):
+    """The SDK's server, with its argument checks answered in our error format.
+
+    The SDK validates arguments before our tool function runs and would answer with pydantic's
+    text (`1 validation error for get_sessionArguments … errors.pydantic.dev`); a model reads our
+    `{"error": {"code": "invalid_input", …}}` with the field named instead.
+    """
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            if isinstance(error.__cause__, ValidationError):
+                return refusal(invalid_arguments(error.__cause__, f"tool {name}"))
+            if self._tool_manager.get_tool(name) is None:
+                unknown = NotFound(f"no tool named {name!r}; tools/list names them", {"tool": name})
+                return refusal(unknown, outcome="unknown_tool")  # metrics label it `unknown`, not by name
+            raise
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None:
+            raise rpc_error(NotFound(f"no prompt named {name!r}; prompts/list names them", {"prompt": name}))
+        given = arguments or {}
+        missing = [a.name for a in prompt.arguments or [] if a.required and a.name not in given]
+        if missing:
+            problems = [{"field": field, "problem": "is required"} for field in missing]
+            message = f"invalid arguments for prompt {name}: " + "; ".join(f"{m} is required" for m in missing)
+            raise rpc_error(InvalidInput(message, {"field": missing[0], "problems": problems}))
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as error:
+            if isinstance(error.__cause__, ValidationError):
+                raise rpc_error(invalid_arguments(error.__cause__, f"prompt {name}")) from None
+            raise
+
+
 def build_server(container: Container) -> MCPServer:
-    server: MCPServer = MCPServer(
+    server: MCPServer = HandoffServer(
         name="handoff",
         title="handoff",
         version=handoff.__version__,
