@@ -22,15 +22,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 import handoff
+from handoff.errors import CannotStart
 from handoff.logs import get_logger
+
+if TYPE_CHECKING:  # the SDK and exporter come with the `otel` extra, loaded only when tracing is on
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = get_logger(__name__)
 
@@ -120,7 +122,17 @@ def build_otlp_provider(
     Sampling follows the caller's decision when a trace context arrives with the request, and keeps
     `sample_ratio` of the traces that start here.
     """
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    except ModuleNotFoundError as error:
+        raise CannotStart(
+            f"HANDOFF_TRACING__OTLP_ENDPOINT needs {error.name!r}, which is not installed: "
+            "pip install 'handoff[otel]'"
+        ) from error
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name, "service.version": handoff.__version__}),
