@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 
 import handoff
 from handoff.clientconfig import add_commands as add_config_commands
 from handoff.config import Settings
-from handoff.container import Container
 from handoff.domain.models import SessionStatus
 from handoff.errors import CannotStart, HandoffError
 from handoff.importer import add_commands as add_capture_commands
 from handoff.logs import configure_logging, get_logger
 from handoff.observability.tracing import Tracing, configure_tracing, parse_headers
 from handoff.services.lifecycle import JOBS
+
+if TYPE_CHECKING:  # loaded by each command when it runs: `handoff stdio` answers before the storage layer loads
+    from handoff.container import Container
+    from handoff.mcp.readiness import ContainerGate
 
 log = get_logger("handoff.cli")
 
@@ -167,16 +173,54 @@ def _start_tracing(settings: Settings) -> Tracing | None:
 
 
 async def _serve_stdio(settings: Settings) -> None:
+    """Serve stdio at once; the storage layer comes up beside it (see mcp/readiness.py)."""
+    from handoff.mcp.readiness import ContainerGate
     from handoff.mcp.server import build_server
     from handoff.mcp.stdio import serve_stdio
+    from handoff.observability.metrics import Metrics
 
-    async with Container.build(settings) as container, _background_jobs(container):
-        log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
+    metrics = Metrics(
+        scrape_timeout_seconds=settings.metrics.scrape_timeout_seconds,
+        inventory_max_age_seconds=settings.metrics.inventory_max_age_seconds,
+    )
+    gate = ContainerGate(settings, metrics)
+    server = build_server(gate)
+    try:
         async with anyio.create_task_group() as serving:
             serving.start_soon(_stop_on_signals, serving.cancel_scope)
-            await serve_stdio(build_server(container))
-            serving.cancel_scope.cancel()  # stdin closed: the client is gone
-        await _drain_leftover_tasks()
+            serving.start_soon(_open_storage, settings, gate, serving)
+            await serve_stdio(server)
+            # stdin closed: the client is gone. A start-up still under way finishes first, so a
+            # database that is down is still reported.
+            await gate.settled()
+            serving.cancel_scope.cancel()
+    except* CannotStart as failed:
+        raise failed.exceptions[0] from None
+    finally:
+        if gate.container is not None:
+            with anyio.CancelScope(shield=True):
+                await _drain_leftover_tasks()
+                await gate.container.close()
+
+
+async def _open_storage(settings: Settings, gate: ContainerGate, serving: anyio.abc.TaskGroup) -> None:
+    """Build and start the container, open the gate, start the jobs in the serving task group."""
+    # The import is most of the cost; in a thread, the loop keeps answering the client meanwhile.
+    await anyio.to_thread.run_sync(importlib.import_module, "handoff.container")
+    from handoff.container import Container
+
+    container = Container.build(settings, metrics=gate.metrics)
+    try:
+        await container.start()
+    except BaseException as error:
+        with anyio.CancelScope(shield=True):
+            await container.close()
+        gate.fail(error.message if isinstance(error, CannotStart) else "start-up was interrupted")
+        raise
+    gate.open(container)
+    if settings.lifecycle.jobs_enabled:
+        serving.start_soon(container.jobs.run_forever)
+    log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
 
 
 async def _stop_on_signals(scope: anyio.CancelScope) -> None:
@@ -191,6 +235,7 @@ async def _stop_on_signals(scope: anyio.CancelScope) -> None:
 async def _serve_http(settings: Settings, listener: socket.socket) -> None:
     import uvicorn
 
+    from handoff.container import Container
     from handoff.http.app import build_http_app
     from handoff.http.serving import AnnouncingServer
     from handoff.mcp.server import build_server
@@ -255,6 +300,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_migrate(settings: Settings, check: bool) -> None:
+    from handoff.container import Container
+
     settings.db.auto_migrate = False
     container = Container.build(settings)
     try:
@@ -290,12 +337,10 @@ def _sessions_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_sessions_list(settings: Settings, args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.markup import escape  # noqa: F401
-    from rich.table import Table
-
+    from handoff.container import Container
     from handoff.domain.models import SessionStatus
     from handoff.mcp.schemas import SessionOut
+    from handoff.tables import Table
 
     async with Container.build(settings) as container:
         statuses = [SessionStatus(s) for s in args.status] if args.status else None
@@ -317,7 +362,7 @@ async def _run_sessions_list(settings: Settings, args: argparse.Namespace) -> No
             s.last_activity_at.strftime("%Y-%m-%d %H:%M:%S"),
             s.expires_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    Console().print(table)
+    print(table.render())
 
 
 def _sessions_show(settings: Settings, args: argparse.Namespace) -> None:
@@ -325,11 +370,9 @@ def _sessions_show(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.markup import escape  # noqa: F401
-    from rich.table import Table
-
+    from handoff.container import Container
     from handoff.mcp.schemas import EntryOut, SessionOut
+    from handoff.tables import Table
 
     async with Container.build(settings) as container:
         view = await container.sessions.get(args.key)
@@ -347,7 +390,6 @@ async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> No
         }
         print(json.dumps(body, indent=2))
         return
-    console = Console()
     info = Table(title=f"session {session.session_key}", show_header=False)
     info.add_column("field")
     info.add_column("value")
@@ -364,19 +406,13 @@ async def _run_sessions_show(settings: Settings, args: argparse.Namespace) -> No
         ("metadata", json.dumps(session.metadata, ensure_ascii=False)),
     ):
         info.add_row(field, value)
-    console.print(info)
+    print(info.render())
     entries = Table(title="latest entries")
     for column in ("#", "type", "agent", "content"):
         entries.add_column(column)
     for e in page.entries:
-        text = " ".join(e.content.split())
-        entries.add_row(
-            str(e.sequence_number),
-            e.context_type.value,
-            e.agent,
-            text[:100] + ("…" if len(text) > 100 else ""),
-        )
-    console.print(entries)
+        entries.add_row(str(e.sequence_number), e.context_type.value, e.agent, e.content)
+    print(entries.render())
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -387,6 +423,7 @@ def _jobs_run(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_jobs_run(settings: Settings, name: str) -> None:
+    from handoff.container import Container
     from handoff.services.lifecycle import JOBS
 
     async with Container.build(settings) as container:
@@ -408,9 +445,8 @@ def _jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.markup import escape  # noqa: F401
-    from rich.table import Table
+    from handoff.container import Container
+    from handoff.tables import Table
 
     async with Container.build(settings) as container:
         runs = await container.lifecycle.recent_runs(args.job, args.limit)
@@ -427,7 +463,7 @@ async def _run_jobs_runs(settings: Settings, args: argparse.Namespace) -> None:
             str(r["errors"]),
             r["holder"],
         )
-    Console().print(table)
+    print(table.render())
 
 
 # -- doctor -------------------------------------------------------------------------------------
@@ -438,9 +474,8 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _run_doctor(settings: Settings, as_json: bool) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    from handoff.container import Container
+    from handoff.tables import Table
 
     settings.db.auto_migrate = False  # report, never change anything
     container = Container.build(settings)
@@ -461,8 +496,8 @@ async def _run_doctor(settings: Settings, as_json: bool) -> None:
                 str(check.get("backend", "")),
                 "yes" if check["ok"] else "NO",
                 str(check.get("latency_ms", "")),
-                escape(str(detail)),
+                str(detail),
             )
-        Console().print(table)
+        print(table.render())
     if not report["ready"]:
         sys.exit(1)

@@ -115,7 +115,7 @@ class Container:
     metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
-    def build(cls, settings: Settings, clock: Clock | None = None) -> Container:
+    def build(cls, settings: Settings, clock: Clock | None = None, metrics: Metrics | None = None) -> Container:
         clock = clock or SystemClock()
         url = settings.database_url_value()
         engine = _database_engine(url, settings)
@@ -127,7 +127,7 @@ class Container:
             reset_timeout=db.breaker_reset_seconds,
             is_failure=lambda exc: isinstance(exc, DatabaseUnavailable),
         )
-        metrics = Metrics(
+        metrics = metrics or Metrics(
             scrape_timeout_seconds=settings.metrics.scrape_timeout_seconds,
             inventory_max_age_seconds=settings.metrics.inventory_max_age_seconds,
         )

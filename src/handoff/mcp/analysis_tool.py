@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from handoff.domain.analysis import AnalysisType, Reason
 from handoff.mcp.errors import tool_errors
 from handoff.mcp.schemas import EntryReceipt, one_of
-from handoff.services.analysis import AnalysisService
+
+if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
+    from handoff.container import Container
 
 PROGRESS_MIN_FILES = 10  # fewer files finish too fast for progress to help anyone
 
@@ -121,7 +123,7 @@ class AnalyzeCodebaseResult(BaseModel):
     stored_in_full: bool = Field(description="False when the stored copy was slimmed to fit the content limit.")
 
 
-def register_analysis_tool(server: MCPServer, service: AnalysisService) -> None:
+def register_analysis_tool(server: MCPServer, c: Container) -> None:
     @tool_errors
     async def analyze_codebase(
         session_key: Annotated[
@@ -155,7 +157,7 @@ def register_analysis_tool(server: MCPServer, service: AnalysisService) -> None:
             if total >= PROGRESS_MIN_FILES:
                 await ctx.report_progress(done, total, f"analysed {path}")
 
-        result = await service.analyze(session_key, file_paths, analysis_type, progress)
+        result = await c.analysis.analyze(session_key, file_paths, analysis_type, progress)
         return AnalyzeCodebaseResult(
             analysis=AnalysisOut.model_validate(result.analysis),
             entry=EntryReceipt.of(result.entry, replayed=False),

@@ -30,9 +30,10 @@ from pydantic import ValidationError
 
 from handoff.config import Settings
 from handoff.domain.models import ContextType, HandoffType
-from handoff.errors import ERROR_CODES
+from handoff.errors import ERROR_CODES, Unavailable
 from handoff.logs import get_logger, new_correlation_id
 from handoff.mcp.errors import RequestOutcome, current_outcome, deadline_message, error_result
+from handoff.mcp.readiness import ContainerGate
 from handoff.observability.metrics import Metrics
 
 log = get_logger("handoff.requests")
@@ -51,7 +52,10 @@ _TIMED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
 
 
 class RequestPipeline:
-    def __init__(self, settings: Settings, metrics: Metrics | None, *, max_tools: int = 64) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None, *, max_tools: int = 64, gate: ContainerGate | None = None
+    ) -> None:
+        self._gate = gate  # over stdio: requests that need storage wait here until it is up
         self._deadline = settings.limits.request_timeout_seconds
         # analyze_codebase has its own wall-time limit; never cut it short from outside.
         self._analysis_deadline = max(self._deadline, settings.analysis.limits.max_seconds + 15.0)
@@ -94,6 +98,8 @@ class RequestPipeline:
             try:
                 if method in _TIMED_METHODS:
                     with anyio.fail_after(deadline):
+                        if self._gate is not None and not self._gate.ready:
+                            await self._gate.wait()
                         result = await call_next(ctx)
                 else:
                     result = await call_next(ctx)
@@ -110,6 +116,14 @@ class RequestPipeline:
             except MCPError as error:
                 status, outcome.error_code = "error", _rpc_error_code(error)
                 raise
+            except Unavailable as error:  # start-up failed while this request waited at the gate
+                status, outcome.error_code = "error", error.code
+                if method == "tools/call":
+                    result = error_result(error.code, error.message, error.details).model_dump(
+                        by_alias=True, exclude_none=True
+                    )
+                    return result
+                raise MCPError(code=types.INTERNAL_ERROR, message=error.message) from None
             except ValidationError:
                 status, outcome.error_code = "error", "invalid_input"
                 raise

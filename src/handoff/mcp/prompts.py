@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import mcp_types as types
 from mcp.server.mcpserver import MCPServer
@@ -10,8 +10,10 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
-from handoff.container import Container
 from handoff.errors import HandoffError
+
+if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
+    from handoff.container import Container
 
 PREVIEW_TOKENS = 1500
 PREPARE_TEXT = """You are about to hand session `{session_key}` to another agent. Below is what the server \

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mcp.server.mcpserver import MCPServer
 
-from handoff.container import Container
 from handoff.domain.models import SessionStatus
 from handoff.errors import InvalidInput
 from handoff.mcp.errors import dump, resource_errors
@@ -20,6 +20,9 @@ from handoff.mcp.schemas import (
     SessionListResult,
     SessionOut,
 )
+
+if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
+    from handoff.container import Container
 
 JSON = "application/json"
 SESSIONS_PAGE = 100

@@ -21,7 +21,9 @@ from handoff.domain.models import (
     SessionStatus,
 )
 from handoff.domain.retention import RETENTION_NAMES
-from handoff.services.handoffs import HandoffView
+
+if TYPE_CHECKING:  # the type only: the brief builder loads when a handoff is made
+    from handoff.services.handoffs import HandoffView
 
 
 def one_of(values: Iterable[str]) -> Any:

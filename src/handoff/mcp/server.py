@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
@@ -12,15 +12,18 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
 import handoff
-from handoff.container import Container
 from handoff.errors import InvalidInput, NotFound
 from handoff.logs import get_logger
 from handoff.mcp.analysis_tool import register_analysis_tool
 from handoff.mcp.errors import invalid_arguments, refusal, rpc_error
 from handoff.mcp.pipeline import RequestPipeline
 from handoff.mcp.prompts import register_prompts
+from handoff.mcp.readiness import ContainerGate
 from handoff.mcp.resources import register_resources
 from handoff.mcp.tools import register_tools
+
+if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
+    from handoff.container import Container
 
 log = get_logger("handoff.requests")
 
@@ -88,7 +91,8 @@ class HandoffServer(MCPServer):
             raise
 
 
-def build_server(container: Container) -> MCPServer:
+def build_server(container: Container | ContainerGate) -> MCPServer:
+    """The server; built on a `ContainerGate` it answers listings before the storage layer is up."""
     server: MCPServer = HandoffServer(
         name="handoff",
         title="handoff",
@@ -96,12 +100,20 @@ def build_server(container: Container) -> MCPServer:
         instructions=INSTRUCTIONS,
         log_level=container.settings.log.level,
         # The SDK's OpenTelemetryMiddleware comes first (its span per request); then our one pipeline.
-        middleware=[RequestPipeline(container.settings, container.metrics)],
+        middleware=[
+            RequestPipeline(
+                container.settings,
+                container.metrics,
+                gate=container if isinstance(container, ContainerGate) else None,
+            )
+        ],
     )
-    register_tools(server, container)
-    register_analysis_tool(server, container.analysis)
-    register_resources(server, container)
-    register_prompts(server, container)
+    # A gate forwards every attribute to the container once it is open, and requests wait for that.
+    services = cast("Container", container)
+    register_tools(server, services)
+    register_analysis_tool(server, services)
+    register_resources(server, services)
+    register_prompts(server, services)
     # 2025-era clients send logging/setLevel; the SDK leaves it unanswered unless we handle it.
     server._lowlevel_server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
     return server

@@ -32,6 +32,7 @@ class StdinLines:
         os.close(null)
         self._pending: list[bytes] = []  # pieces of the current line, joined once it is complete
         self._eof = False
+        self._pollable = True
 
     def __aiter__(self) -> Self:
         return self
@@ -48,7 +49,11 @@ class StdinLines:
                     line, self._pending = b"".join(self._pending), []
                     return line.decode("utf-8", errors="replace")
                 raise StopAsyncIteration
-            await anyio.wait_readable(self._fd)
+            if self._pollable:
+                try:
+                    await anyio.wait_readable(self._fd)
+                except PermissionError:  # a regular file or /dev/null: never blocks, cannot be polled
+                    self._pollable = False
             try:
                 chunk = os.read(self._fd, CHUNK_BYTES)
             except BlockingIOError:

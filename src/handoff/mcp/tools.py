@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field, WithJsonSchema
 
 from handoff.config import LimitSettings
-from handoff.container import Container
 from handoff.mcp.errors import tool_errors
 from handoff.mcp.schemas import (
     NOTE_SCHEMA,
@@ -32,6 +31,9 @@ from handoff.mcp.schemas import (
     UpdateContextResult,
 )
 from handoff.services.sessions import parse_session_status
+
+if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
+    from handoff.container import Container
 
 # The services enforce settings.limits.max_key_length and answer a longer key with `invalid_input`
 # naming the field and the limit; the schema states that limit's default (also the width of the key
