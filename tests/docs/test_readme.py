@@ -534,3 +534,33 @@ def test_command_line_reference_matches_the_parser() -> None:
 
 def test_table_rows_split_on_pipes_outside_code() -> None:
     assert split_row("| `a|b` | c \\| d |") == ["`a|b`", "c | d"]
+
+
+# -- examples outside the reference sections ------------------------------------------------------------
+
+
+def _fenced(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_every_json_example_in_the_readme_parses() -> None:
+    examples = _fenced(readme(), "json")
+    assert len(examples) >= 3
+    for example in examples:
+        json.loads(example)  # a snippet a user pastes must be valid JSON
+
+
+def test_every_handoff_command_in_the_readme_is_accepted_by_the_parser() -> None:
+    parser = _parser()
+    commands = []
+    for example in _fenced(readme(), "sh"):
+        for line in example.splitlines():
+            words = line.split("#", 1)[0].split()
+            if words and words[0].endswith("handoff") and not any("$(" in w for w in words):
+                commands.append(words[1:])
+    assert len(commands) >= 6
+    for arguments in commands:
+        try:
+            parser.parse_args(arguments)
+        except SystemExit:
+            pytest.fail(f"README shows `handoff {' '.join(arguments)}`, which the parser rejects")
