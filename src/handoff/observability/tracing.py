@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -130,8 +128,7 @@ def build_otlp_provider(
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     except ModuleNotFoundError as error:
         raise CannotStart(
-            f"HANDOFF_TRACING__OTLP_ENDPOINT needs {error.name!r}, which is not installed: "
-            "pip install 'handoff[otel]'"
+            f"HANDOFF_TRACING__OTLP_ENDPOINT needs {error.name!r}, which is not installed: pip install 'handoff[otel]'"
         ) from error
 
     provider = TracerProvider(
