@@ -556,7 +556,7 @@ async def test_every_tool_names_each_missing_or_mistyped_argument_in_our_error_f
             types_ = _json_types(schema)
             if len(types_) != 1 or "enum" in schema or next(iter(types_)) not in WRONG_TYPE:
                 continue
-            arguments = {r: "s1" for r in tool.input_schema.get("required", [])}
+            arguments = dict.fromkeys(tool.input_schema.get("required", []), "s1")
             arguments[name] = WRONG_TYPE[next(iter(types_))]
             error = tool_error(await client.call_tool(tool.name, arguments))
             assert error["code"] == "invalid_input", (tool.name, name, error)
