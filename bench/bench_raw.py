@@ -14,7 +14,7 @@ falls on all of them alike:
   register           register_session, a new key each call
   handoff_2000       request_handoff at token_budget 2000 on a session of 200 entries
 
-Goals (issue 12): p50 of update and register ≤ 1.6× the floor's, handoff ≤ 3×, and each p99 ≤ 2× the
+Goals (issue 12): p50 of update and register <= 1.6x the floor's, handoff <= 3x, and each p99 <= 2x the
 floor's p99 + 1 ms. Prints a table, one JSON line per transport, and PASS/MISS per goal.
 """
 

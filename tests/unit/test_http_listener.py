@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
-pytestmark = pytest.mark.anyio
-
 from handoff.errors import CannotStart
 from handoff.http.serving import listen
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_accepted_connections_send_without_nagle_delay() -> None:
