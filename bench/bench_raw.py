@@ -191,6 +191,29 @@ def measure(handoff: RawClient, noop: RawClient, calls: int) -> dict[str, list[f
     return samples
 
 
+def durable_append_ms(directory: str, calls: int) -> float:
+    """p50 of the bare durable write an append needs: SQLite WAL, synchronous=FULL, BEGIN IMMEDIATE,
+    a counter bump and an insert, on the same file system. The floor plus this is the physical limit."""
+    import sqlite3
+
+    db = sqlite3.connect(f"{directory}/floor.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE s (id INTEGER PRIMARY KEY, n INTEGER)")
+    db.execute("CREATE TABLE e (s INTEGER, n INTEGER, body TEXT, UNIQUE (s, n))")
+    db.execute("INSERT INTO s VALUES (1, 0)")
+    samples = []
+    for i in range(max(calls, 200)):
+        started = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("UPDATE s SET n = n + 1 WHERE id = 1")
+        db.execute("INSERT INTO e VALUES (1, ?, ?)", (i, "x" * 200))
+        db.execute("COMMIT")
+        samples.append((time.perf_counter() - started) * 1000)
+    db.close()
+    return statistics.median(samples)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -213,7 +236,8 @@ def run(transport: str, calls: int, entries: int) -> dict[str, Any]:
         with connect(handoff_cmd, env) as handoff, connect(noop_cmd, env) as noop:
             seed(handoff, entries)
             samples = measure(handoff, noop, calls)
-    result: dict[str, Any] = {"transport": transport, "calls": calls}
+        durable = durable_append_ms(tmp, calls)
+    result: dict[str, Any] = {"transport": transport, "calls": calls, "durable_append_p50": round(durable, 3)}
     for name, values in samples.items():
         result[name] = {"p50": round(statistics.median(values), 3), "p99": round(percentile(values, 0.99), 3)}
     return result
@@ -237,6 +261,11 @@ def report(result: dict[str, Any]) -> list[str]:
             verdicts.append(
                 f"{'PASS' if ok else 'MISS'}  {result['transport']} {name} p99 {row['p99']:.2f} ms <= {limit:.2f} ms"
             )
+    limit = (floor["p50"] + result["durable_append_p50"]) / floor["p50"]
+    lines.append(
+        f"{result['transport']}: a bare durable SQLite append takes {result['durable_append_p50']:.3f} ms here, "
+        f"so no durable update_context can beat {limit:.2f}x the floor on this disk"
+    )
     return lines + verdicts
 
 
