@@ -72,8 +72,8 @@ class SessionService:
         except AlreadyExists as raced:
             if raced.details:
                 raise
-            # Lost a race on the unique key (two replicas passed the existence check at once):
-            # answer like the plain duplicate case, with the session that won.
+            # The key is taken (registered before, or by a racing replica a moment ago): answer
+            # with the session that holds it.
             async with self._uow(write=False) as uow:
                 existing = await uow.sessions.find(key)
             if existing is None:
@@ -83,10 +83,9 @@ class SessionService:
     async def _insert(
         self, key: str, agent: str, meta: dict[str, Any], ttl: int, policy: str, now: datetime
     ) -> Session:
+        # No existence check first: the unique key decides (AlreadyExists), and `register` then
+        # reads the session that holds the key. Three statements and a commit, nothing read back.
         async with self._uow(write=True) as uow:
-            existing = await uow.sessions.find(key)
-            if existing is not None:
-                raise _already_exists(existing)
             session = await uow.sessions.add(
                 session_key=key,
                 source_agent=agent,
@@ -107,9 +106,8 @@ class SessionService:
                     created_at=now,
                 )
             )
-            stored = await uow.sessions.get(key)
             await uow.commit()
-        return stored
+        return session
 
     async def count_by_status(self) -> dict[str, int]:
         """Sessions per lifecycle state, for metrics (one read; states with none are left out)."""
@@ -166,9 +164,8 @@ class SessionService:
                     {"owner": session.owner_agent},
                 )
             await transition(uow, session, SessionStatus.COMPLETED, reason="completed by owner", actor=actor, now=now)
-            stored = await uow.sessions.get(key)
             await uow.commit()
-        return stored
+        return session
 
     async def set_retention(self, session_key: str, policy_name: str, actor: str) -> Session:
         """Change a session's retention policy (an administrative act, recorded as a lifecycle event)."""
@@ -189,9 +186,8 @@ class SessionService:
                     now=now,
                     details={"from_policy": previous, "to_policy": policy},
                 )
-            stored = await uow.sessions.get(key)
             await uow.commit()
-        return stored
+        return session
 
     async def lifecycle(self, session_key: str, limit: int = 200) -> tuple[Session, list[LifecycleEvent]]:
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)

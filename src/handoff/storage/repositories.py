@@ -107,13 +107,13 @@ class SqlSessionRepository:
                     retention_policy=retention_policy,
                     status_changed_at=now,
                 )
-                .returning(sessions.c.id)
+                .returning(*_SESSION_COLUMNS)
             )
         except sa_exc.IntegrityError as exc:
-            # Two registrations raced past the existence check; the unique constraint decides.
+            # The unique key decides between a duplicate and racing registrations.
             raise AlreadyExists(f"session '{session_key}' already exists") from exc
-        session = await self.find_by_id(result.scalar_one())
-        assert session is not None
+        session = _session(result.mappings().one())
+        session.participants = []  # a new row: nobody has joined yet
         return session
 
     async def get(
@@ -239,10 +239,12 @@ class SqlSessionRepository:
             await self.load_participants(session)
         assert session.participants is not None
         table = session_participants
-        updated = await self._db.execute(
-            table.update().where(table.c.session_id == session.id, table.c.agent == agent).values(role=role.value)
-        )
-        if updated.rowcount == 0:
+        # The list was read in this transaction, under the session's lock: it says which statement.
+        if any(p.agent == agent for p in session.participants):
+            await self._db.execute(
+                table.update().where(table.c.session_id == session.id, table.c.agent == agent).values(role=role.value)
+            )
+        else:
             await self._db.execute(
                 table.insert().values(session_id=session.id, agent=agent, role=role.value, joined_at=now)
             )
