@@ -22,7 +22,7 @@ from handoff.logs import get_logger
 from handoff.observability.instrumented import InstrumentedCache, TransactionMetrics
 from handoff.observability.metrics import Metrics
 from handoff.redaction import Redactor
-from handoff.resilience import CircuitBreaker, TransientRetry
+from handoff.resilience import BreakerState, CircuitBreaker, TransientRetry
 from handoff.services.analysis import AnalysisService
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
@@ -169,7 +169,7 @@ class Container:
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
         lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
         handoffs = HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache, redactor)
-        health = HealthService(DatabaseProbe(engine), cache)
+        health = HealthService(DatabaseProbe(engine), cache, breaker_open=lambda: breaker.state is BreakerState.OPEN)
         capacity = 4 if is_sqlite(engine) else db.pool_size + db.max_overflow  # SQLite: engine.py's 2 + 2
         metrics.watch_pool("main", engine.pool, capacity=capacity)
         if request_engine is not None:

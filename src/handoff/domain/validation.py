@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -38,7 +39,9 @@ def validate_session_key(key: str, *, max_length: int) -> str:
 
 
 def validate_agent(agent: str, *, field: str, max_length: int) -> str:
-    name = agent.strip()
+    """An agent name as one canonical string: NFKC (a fullwidth `alice` is `alice`), nothing invisible
+    or direction-changing, and letters of one script (`alice` spelled with a Cyrillic `a` is refused)."""
+    name = unicodedata.normalize("NFKC", agent).strip()
     if not name:
         raise InvalidInput(f"{field} must not be empty", {"field": field})
     if len(name) > max_length:
@@ -49,7 +52,31 @@ def validate_agent(agent: str, *, field: str, max_length: int) -> str:
     if match := _AGENT_FORBIDDEN.search(name):
         raise InvalidInput(f"{field} contains {_describe_char(match.group())}", {"field": field})
     check_storable_text(name, field=field)
+    for char in name:
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            raise InvalidInput(
+                f"{field} contains an invisible or direction-changing character (U+{ord(char):04X})",
+                {"field": field},
+            )
+    scripts = sorted({_script(char) for char in name if char.isalpha()})
+    if len(scripts) > 1:
+        raise InvalidInput(
+            f"{field} mixes letters of different scripts ({', '.join(scripts)}); use one script",
+            {"field": field},
+        )
     return name
+
+
+# Format (bidi overrides, zero-width joiners), private-use, unassigned, line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Co", "Cn", "Zl", "Zp"})
+# Scripts written together in one name: Japanese mixes kanji and kana, Korean hangul and hanja.
+_SCRIPT_FAMILIES = {"CJK": "Han", "HIRAGANA": "Han", "KATAKANA": "Han", "HANGUL": "Han", "KANGXI": "Han"}
+
+
+def _script(char: str) -> str:
+    """The script of a letter, from the first word of its Unicode name (LATIN, CYRILLIC, GREEK …)."""
+    first = unicodedata.name(char, "UNKNOWN").split(" ", 1)[0].split("-", 1)[0]  # KATAKANA-HIRAGANA → KATAKANA
+    return _SCRIPT_FAMILIES.get(first, first.title())
 
 
 def check_storable_text(text: str, *, field: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
@@ -37,17 +36,6 @@ prepare_handoff prompt, then request_handoff with your note.
 As the receiving agent: read the brief in the handoff (or the resume_handoff prompt), then page
 through get_context for the full history.
 """
-
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "notice": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "alert": logging.CRITICAL,
-    "emergency": logging.CRITICAL,
-}
 
 
 class HandoffServer(MCPServer):
@@ -120,5 +108,7 @@ def build_server(container: Container | ContainerGate) -> MCPServer:
 
 
 async def _set_level(ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
-    logging.getLogger("handoff").setLevel(_LEVELS.get(params.level, logging.INFO))
+    """Acknowledged, and nothing else: the level a client asks for is about the log messages sent to
+    that client, and this server sends none. The server's own log belongs to its operator (a client
+    that could set it to `emergency` could hide what it does next)."""
     return types.EmptyResult()

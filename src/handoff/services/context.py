@@ -110,7 +110,14 @@ class ContextService:
                 if idempotency_key is not None:
                     earlier = await uow.entries.find_by_idempotency_key(session.id, idempotency_key)
                     if earlier is not None:
-                        if earlier.content_sha256 != sha256 or earlier.context_type is not kind:
+                        # A replay is the same call again: same content, type, metadata and (when
+                        # named) writer. Anything else reusing the key is a different entry.
+                        if (
+                            earlier.content_sha256 != sha256
+                            or earlier.context_type is not kind
+                            or earlier.metadata != meta
+                            or (writer is not None and earlier.agent != writer)
+                        ):
                             raise Conflict(
                                 f"idempotency_key '{idempotency_key}' was already used for a different entry "
                                 f"(#{earlier.sequence_number}) in session '{key}'",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
@@ -21,10 +22,19 @@ class DatabaseProbe(Protocol):
 
 
 class HealthService:
-    def __init__(self, database: DatabaseProbe, cache: Cache | None = None, timeout_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        database: DatabaseProbe,
+        cache: Cache | None = None,
+        timeout_seconds: float = 1.0,
+        breaker_open: Callable[[], bool] | None = None,
+    ) -> None:
         self._database = database
         self._cache = cache
         self._timeout = timeout_seconds
+        # A probe that reaches the database is not enough: while the circuit is open, requests
+        # fail fast whatever the probe says, so the replica is not ready.
+        self._breaker_open = breaker_open or (lambda: False)
 
     async def check_ready(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -41,6 +51,8 @@ class HealthService:
             status |= {"ok": False, "error": f"no answer within {self._timeout}s"}
         except Exception as exc:  # a probe reports, it never raises
             status |= {"ok": False, "error": type(exc).__name__}
+        if status["ok"] and self._breaker_open():
+            status |= {"ok": False, "error": "circuit open after repeated database failures; requests fail fast"}
         status["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         checks = [status]
         if self._cache is not None:

@@ -12,12 +12,16 @@ def encode_cursor(prefix: str, value: int) -> str:
     return base64.urlsafe_b64encode(f"{prefix}:{value}".encode()).decode().rstrip("=")
 
 
+# The largest value a BIGINT column holds: a forged cursor beyond it must be refused here, not overflow in SQL.
+MAX_POSITION = 2**63 - 1
+
+
 def decode_cursor(cursor: str, *, prefix: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
         number = int(value)
-        if kind != prefix or number < 0:
+        if kind != prefix or not 0 <= number <= MAX_POSITION:
             raise ValueError(kind)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise InvalidInput(

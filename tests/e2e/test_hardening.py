@@ -1,0 +1,126 @@
+"""Regressions from the hostile-client review (issue 10): each was a silent wrong answer or a crash."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from mcp.client import Client
+
+from handoff.services.health import HealthService
+from tests.conftest import structured, tool_error
+from tests.e2e.servers import HANDOFF, server_env
+
+pytestmark = pytest.mark.anyio
+
+INITIALIZE_2025 = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}
+
+
+@pytest.mark.slow
+def test_set_level_from_a_client_does_not_silence_the_servers_log(tmp_path: Path) -> None:
+    """A 2025-era client may still send logging/setLevel; it must not hide what it does next."""
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE_2025},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "emergency"}},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "get_session", "arguments": {"session_key": "x"}},
+        },
+    ]
+    env = server_env(f"sqlite:///{tmp_path / 'h.db'}", HANDOFF_LOG_LEVEL="INFO")
+    server = subprocess.Popen(
+        [HANDOFF, "stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    server.stdin.flush()
+    answers = {}
+    while len(answers) < 3:  # a client keeps stdin open until it has its answers
+        answer = json.loads(server.stdout.readline())
+        answers[answer["id"]] = answer
+    _, stderr = server.communicate(timeout=60)  # closes stdin: the server exits
+    assert "result" in answers[2]
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(e.get("method") == "tools/call" and e.get("tool") == "get_session" for e in logged), stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("\u0430lice", "mixes letters of different scripts"),  # Cyrillic а + Latin lice
+        ("ali\u200bce", "invisible or direction-changing"),  # zero-width space
+        ("alice\u202egnp.exe", "invisible or direction-changing"),  # right-to-left override
+        ("bo\u2028b", "invisible or direction-changing"),  # a line separator inside the name
+    ],
+)
+async def test_agent_names_that_could_impersonate_are_refused(client: Client, name: str, problem: str) -> None:
+    error = tool_error(await client.call_tool("register_session", {"session_key": "s", "source_agent": name}))
+    assert error["code"] == "invalid_input"
+    assert problem in error["message"]
+    assert tool_error(await client.call_tool("get_session", {"session_key": "s"}))["code"] == "not_found"
+
+
+async def test_agent_names_are_stored_in_one_canonical_form(client: Client) -> None:
+    fullwidth = structured(
+        await client.call_tool(
+            "register_session", {"session_key": "s", "source_agent": "\uff41\uff4c\uff49\uff43\uff45"}
+        )
+    )
+    assert fullwidth["session"]["owner_agent"] == "alice"
+    japanese = structured(await client.call_tool("register_session", {"session_key": "t", "source_agent": "田中さん"}))
+    assert japanese["session"]["owner_agent"] == "田中さん"
+
+
+async def test_an_idempotent_replay_with_other_metadata_or_writer_is_a_conflict(client: Client) -> None:
+    structured(await client.call_tool("register_session", {"session_key": "s", "source_agent": "alice"}))
+    call = {
+        "session_key": "s",
+        "context_type": "message",
+        "content": "hello",
+        "metadata": {"role": "user"},
+        "agent": "alice",
+        "idempotency_key": "k1",
+    }
+    first = structured(await client.call_tool("update_context", call))
+    again = structured(await client.call_tool("update_context", call))
+    assert again["entry"]["sequence_number"] == first["entry"]["sequence_number"]
+    assert again["entry"]["replayed"] is True
+    for change in ({"metadata": {"role": "assistant"}}, {"agent": "mallory"}):
+        error = tool_error(await client.call_tool("update_context", {**call, **change}))
+        assert error["code"] == "conflict", change
+    page = structured(await client.call_tool("get_context", {"session_key": "s"}))
+    assert [e["metadata"] for e in page["entries"]] == [{"role": "user"}]
+
+
+async def test_a_forged_cursor_beyond_any_position_is_invalid_input(client: Client) -> None:
+    structured(await client.call_tool("register_session", {"session_key": "s", "source_agent": "alice"}))
+    forged = base64.urlsafe_b64encode(f"c:{2**64}".encode()).decode().rstrip("=")
+    error = tool_error(await client.call_tool("get_context", {"session_key": "s", "cursor": forged}))
+    assert error["code"] == "invalid_input"
+    assert error["details"]["field"] == "cursor"
+
+
+class _ReachableProbe:
+    backend = "sqlite"
+
+    async def ping(self) -> None:
+        return None
+
+    async def schema_revisions(self) -> tuple[str | None, str]:
+        return "0002", "0002"
+
+
+async def test_readiness_is_false_while_the_database_circuit_is_open() -> None:
+    open_now = [False]
+    health = HealthService(_ReachableProbe(), breaker_open=lambda: open_now[0])
+    assert (await health.check_ready())["ready"] is True
+    open_now[0] = True
+    report = await health.check_ready()
+    assert report["ready"] is False
+    assert "circuit open" in report["checks"][0]["error"]
