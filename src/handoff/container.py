@@ -42,7 +42,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 # A server that cannot reach its database must say so promptly, not hang in a retry loop.
-STARTUP_PROBE_SECONDS = 3.0
+STARTUP_PROBE_SECONDS = 2.5
 
 
 def _holder_name() -> str:
