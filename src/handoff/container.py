@@ -251,6 +251,7 @@ class Container:
         return await migrate.drift(self.engine)
 
     async def close(self) -> None:
+        await self.analysis.close()  # the warm analysis workers exit with the server
         if self.cache is not None:
             await self.cache.close()
         if self.request_engine is not None:

@@ -1,5 +1,5 @@
 """Reading the server's disk on a client's word: every hostile path gets its reason code, through
-the real worker process, and a misbehaving worker never takes the caller down."""
+the real worker processes, and a misbehaving worker never takes the caller down."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ def layout(tmp_path: Path) -> Path:
 
 async def analyse(root: Path, paths: list[str], **kwargs: Any) -> dict[str, Any]:
     prefix = kwargs.pop("command_prefix", ())
-    analyzer = SubprocessAnalyzer([root], AnalyzerLimits(**kwargs), command_prefix=prefix)
-    with anyio.fail_after(60):
-        return await analyzer.analyze(paths, "structure")
+    async with SubprocessAnalyzer([root], AnalyzerLimits(**kwargs), command_prefix=prefix) as analyzer:
+        with anyio.fail_after(60):
+            return await analyzer.analyze(paths, "structure")
 
 
 def reasons(result: dict[str, Any]) -> dict[str, str]:
@@ -110,9 +110,9 @@ async def test_fifo_is_refused_without_blocking(layout: Path) -> None:
 
 async def test_dev_zero_is_refused_outside_roots_and_as_a_device_inside_them(layout: Path) -> None:
     assert reasons(await analyse(layout, ["/dev/zero"])) == {"/dev/zero": "outside_roots"}
-    analyzer = SubprocessAnalyzer([layout, Path("/dev")])
-    with anyio.fail_after(60):
-        result = await analyzer.analyze(["/dev/zero", "zero"], "structure")
+    async with SubprocessAnalyzer([layout, Path("/dev")]) as analyzer:
+        with anyio.fail_after(60):
+            result = await analyzer.analyze(["/dev/zero", "zero"], "structure")
     assert reasons(result) == {"/dev/zero": "not_regular_file", "zero": "not_regular_file"}
 
 
@@ -207,6 +207,7 @@ async def test_a_hanging_worker_is_killed_at_the_deadline(layout: Path) -> None:
 
 
 async def test_a_worker_that_cannot_start_is_unavailable(layout: Path) -> None:
-    analyzer = SubprocessAnalyzer([layout], command_prefix=(sys.executable, "-c", "import sys; sys.exit(3)"))
-    with anyio.fail_after(30), pytest.raises(Unavailable):
-        await analyzer.analyze(["good.py"], "structure")
+    prefix = (sys.executable, "-c", "import sys; sys.exit(3)")
+    async with SubprocessAnalyzer([layout], command_prefix=prefix) as analyzer:
+        with anyio.fail_after(30), pytest.raises(Unavailable):
+            await analyzer.analyze(["good.py"], "structure")

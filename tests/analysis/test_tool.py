@@ -183,3 +183,15 @@ async def test_brief_of_a_later_handoff_mentions_analysed_files_and_key_symbols(
     )["handoff"]
     assert "sample/py/app/models.py" in handoff["brief"]
     assert "User" in handoff["brief"] and "Store" in handoff["brief"]
+
+
+async def test_the_analysis_service_starts_and_stops_the_workers(settings: Settings) -> None:
+    """What the server does at start-up and shutdown: after `close`, calls are refused, not hung."""
+    settings.analysis.roots = [SAMPLE]
+    async with Container.build(settings) as container, Client(build_server(container)) as client:
+        await register(client)
+        await container.analysis.start()
+        args = {"session_key": "s1", "file_paths": ["py/app/util.py"]}
+        assert structured(await call(client, args))["analysis"]["files"][0]["path"] == "py/app/util.py"
+        await container.analysis.close()
+        assert tool_error(await call(client, args))["code"] == "unavailable"

@@ -50,6 +50,9 @@ class Roots:
         if not resolved:
             raise ValueError("at least one analysis root is needed")
         self.paths = resolved
+        # (root, its path as text, the prefix of everything inside it): str(Path) is normalised, so
+        # a prefix ending in "/" is the same test as Path.is_relative_to, without pathlib's cost.
+        self._prefixes = [(root, str(root), _inside(str(root))) for root in resolved]
 
     def resolve(self, given: str) -> Path:
         """The real path of a client-given path; FileRefused when it is unusable or outside the roots.
@@ -98,22 +101,35 @@ class Roots:
         return candidates
 
     def root_of(self, real: Path) -> Path | None:
-        # Component-wise containment (Path.is_relative_to compares parts, not string prefixes).
-        for root in self.paths:
-            if real == root or real.is_relative_to(root):
-                return root
+        found = self._containing(str(real))
+        return found[0] if found is not None else None
+
+    def _containing(self, text: str) -> tuple[Path, str, str] | None:
+        # Component-wise containment: "/srv/proj-evil" is not inside "/srv/proj".
+        for entry in self._prefixes:
+            if text == entry[1] or text.startswith(entry[2]):
+                return entry
         return None
 
     def target(self, real: Path) -> Target:
-        root = self.root_of(real)
-        if root is None:
+        text = str(real)
+        found = self._containing(text)
+        if found is None:
             raise FileRefused(Reason.OUTSIDE_ROOTS, "the path resolves outside the analysis roots")
-        if any(real == p or real.is_relative_to(p) for p in PSEUDO_FILESYSTEMS):
+        root, exact, prefix = found
+        if any(text == p or text.startswith(inside) for p, inside in _PSEUDO_PREFIXES):
             raise FileRefused(Reason.NOT_REGULAR_FILE, "device and pseudo-filesystem files are not analysed")
-        display = real.relative_to(root).as_posix()
+        display = "." if text == exact else text[len(prefix) :]
         if len(self.paths) > 1:
             display = f"{root.name}/{display}" if display != "." else root.name
         return Target(real=real, root=root, display=display)
+
+
+def _inside(directory: str) -> str:
+    return directory if directory.endswith("/") else directory + "/"
+
+
+_PSEUDO_PREFIXES = [(str(p), _inside(str(p))) for p in PSEUDO_FILESYSTEMS]
 
 
 def read_confined(target: Target, *, max_bytes: int) -> bytes:
@@ -201,31 +217,32 @@ def walk(roots: Roots, directory: Path, *, limit: int) -> Iterator[Path]:
         return
     # .gitignore files in the directories above it (up to the root) apply too.
     parts = directory.relative_to(root).parts
-    specs: list[tuple[Path, pathspec.GitIgnoreSpec]] = []
+    # (directory as text, with a trailing "/", its .gitignore): paths below it are matched relative to it
+    specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
     for depth in range(len(parts)):
-        above = root.joinpath(*parts[:depth])
+        above = str(root.joinpath(*parts[:depth]))
         spec = _gitignore(above)
         if spec is not None:
-            specs.append((above, spec))
+            specs.append((_inside(above), spec))
     yielded = 0
     visited = 0
-    stack: list[tuple[Path, list[tuple[Path, pathspec.GitIgnoreSpec]]]] = [(directory, specs)]
+    stack: list[tuple[str, list[tuple[str, pathspec.GitIgnoreSpec]]]] = [(str(directory), specs)]
     while stack:
         current, active = stack.pop()
         own = _gitignore(current)
         if own is not None:
-            active = [*active, (current, own)]
+            active = [*active, (_inside(current), own)]
         try:
             with os.scandir(current) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError:
             continue
-        subdirs: list[Path] = []
+        subdirs: list[str] = []
         for entry in entries:
             visited += 1
             if visited > limit * 50:  # a bound on the walk itself, not just on what it yields
                 return
-            path = Path(entry.path)
+            path = entry.path  # text below a real directory: pathlib objects only for what is yielded
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
@@ -237,28 +254,29 @@ def walk(roots: Roots, directory: Path, *, limit: int) -> Iterator[Path]:
             if is_dir:
                 subdirs.append(path)
             elif detect_from_name(entry.name) is not None:
-                yield path
+                yield Path(path)
                 yielded += 1
                 if yielded >= limit:
                     return
         stack.extend((sub, active) for sub in reversed(subdirs))
 
 
-def _gitignore(directory: Path) -> pathspec.GitIgnoreSpec | None:
-    path = directory / ".gitignore"
+def _gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
+    path = os.path.join(directory, ".gitignore")
     try:
         info = os.stat(path, follow_symlinks=False)
         if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
             return None
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
     except OSError:
         return None
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def _ignored(active: list[tuple[Path, pathspec.GitIgnoreSpec]], path: Path, is_dir: bool) -> bool:
+def _ignored(active: list[tuple[str, pathspec.GitIgnoreSpec]], path: str, is_dir: bool) -> bool:
     for base, spec in active:
-        relative = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+        relative = path[len(base) :] + ("/" if is_dir else "")
         if spec.match_file(relative):
             return True
     return False

@@ -1,5 +1,7 @@
 """Across files: imports sorted into stdlib / third party / local (resolved inside the analysed set),
 the module graph between the given files, entry points, and a short ranked list of central symbols.
+
+Plain Python over the per-file results: the server runs it once every worker of a call is done.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ class FileIndex:
             self.dirs[posixpath.dirname(path)].append(path)
             if info.get("package"):
                 self.by_package[(info["language"], info["package"])].append(path)
+        # Every tail of every path that starts on a component ("a/b.py" -> "a/b.py", "b.py"), to
+        # the first path in order with that tail: a suffix lookup per import, not a scan of all files.
+        self._tails: dict[str, str] = {}
+        self.directory_names: set[str] = set()
+        for path in self.paths:
+            parts = path.split("/")
+            self.directory_names.update(parts[:-1])
+            for k in range(len(parts)):
+                self._tails.setdefault("/".join(parts[k:]), path)
 
     def exact(self, *candidates: str) -> list[str]:
         for candidate in candidates:
@@ -46,9 +57,9 @@ class FileIndex:
     def suffix(self, *suffixes: str) -> list[str]:
         """Files whose path ends with one of the suffixes on a component boundary (first suffix wins)."""
         for suffix in suffixes:
-            found = [p for p in self.paths if p == suffix or p.endswith("/" + suffix)]
-            if found:
-                return found[:1]
+            found = self._tails.get(suffix)
+            if found is not None:
+                return [found]
         return []
 
     def directory_suffix(self, segments: list[str], language: str) -> list[str]:
@@ -157,7 +168,7 @@ def _python(index: FileIndex, here: str, module: str, names: list[str]) -> tuple
     found = found or index.suffix(path + ".py", path + "/__init__.py")
     if found:
         return "local", found
-    if any(top in p.split("/")[:-1] for p in index.paths):
+    if top in index.directory_names:
         return "local", []
     return "third_party", []
 
@@ -183,8 +194,25 @@ def _rust(index: FileIndex, here: str, module: str, is_mod: bool) -> tuple[str, 
     return "third_party", []
 
 
+def finish(
+    files: Mapping[str, dict[str, Any]], references: Mapping[str, Mapping[str, int]], analysis_type: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Imports classified against the analysed set, and the consolidated view, for one call."""
+    index = FileIndex(files)
+    imports = {path: classify_imports(index, path, info) for path, info in files.items() if "imports" in info}
+    merged = {path: {**info, "imports": imports.get(path, [])} for path, info in files.items()}
+    consolidated = consolidate(merged, references)
+    if analysis_type not in ("dependencies", "full"):
+        consolidated.pop("module_graph")
+        consolidated.pop("external_dependencies")
+        consolidated.pop("imports")
+    if analysis_type not in ("structure", "full"):
+        consolidated.pop("central_symbols")
+    return imports, consolidated
+
+
 def consolidate(
-    files: Mapping[str, Mapping[str, Any]], references: Mapping[str, Counter[str]] | None = None
+    files: Mapping[str, Mapping[str, Any]], references: Mapping[str, Mapping[str, int]] | None = None
 ) -> dict[str, Any]:
     """The cross-file view of already classified file results (`imports` carry `resolved`)."""
     references = references or {}
@@ -219,43 +247,58 @@ def consolidate(
 
 
 def rank_symbols(
-    files: Mapping[str, Mapping[str, Any]], references: Mapping[str, Counter[str]], in_degree: Counter[str]
+    files: Mapping[str, Mapping[str, Any]], references: Mapping[str, Mapping[str, int]], in_degree: Counter[str]
 ) -> list[dict[str, Any]]:
     """Top-level and member symbols scored by how often other files of the same language family use
     them (definitions do not count as uses), then by how many analysed files import their file."""
-    uses: dict[str, Counter[str]] = {}
+    short: dict[str, str] = {}  # symbol name -> the name uses are counted by
+    ranked: list[tuple[str, dict[str, Any], str]] = []
     for path, info in files.items():
-        counts = Counter(references.get(path, Counter()))
-        counts.subtract(Counter(_short(s["name"]) for s in info.get("symbols", [])))
-        uses[path] = counts
-    family_total: dict[str, Counter[str]] = defaultdict(Counter)
-    for path, info in files.items():
-        family_total[_family(info["language"])].update(uses[path])
-    scored: list[tuple[float, str, dict[str, Any]]] = []
-    for path, info in files.items():
-        own = uses[path]
-        total = family_total[_family(info["language"])]
         for symbol in info.get("symbols", []):
-            if symbol.get("declaration_only") or symbol["depth"] > 1:
-                continue
-            name = _short(symbol["name"])
-            elsewhere = max(total[name] - own[name], 0)
-            score = 3 * elsewhere + max(own[name], 0) + 2 * in_degree[path] + (1 if symbol["depth"] == 0 else 0)
-            if symbol["kind"] in ("class", "interface", "struct", "trait", "enum", "record"):
-                score += 1
-            scored.append((score, f"{path}:{symbol['line']:08d}", {**symbol, "file": path}))
+            name = short.get(symbol["name"])
+            if name is None:
+                name = short[symbol["name"]] = _short(symbol["name"])
+            if not symbol.get("declaration_only") and symbol["depth"] <= 1:
+                ranked.append((path, symbol, name))
+    # Uses are only ever looked up by these names: count nothing else (files name tens of thousands).
+    names = {name for _, _, name in ranked}
+    uses: dict[str, dict[str, int]] = {}
+    family_total: dict[str, dict[str, int]] = defaultdict(dict)
+    for path, info in files.items():
+        refs = references.get(path, {})
+        if len(refs) < len(names):
+            own = {name: count for name, count in refs.items() if name in names}
+        else:
+            own = {name: refs[name] for name in names if name in refs}
+        for symbol in info.get("symbols", []):  # a definition is no use
+            name = short[symbol["name"]]
+            if name in names:
+                own[name] = own.get(name, 0) - 1
+        uses[path] = own
+        total = family_total[_family(info["language"])]
+        for name, count in own.items():
+            total[name] = total.get(name, 0) + count
+    scored: list[tuple[float, str, str, dict[str, Any]]] = []
+    for path, symbol, name in ranked:
+        total = family_total[_family(files[path]["language"])]
+        mine = uses[path].get(name, 0)
+        elsewhere = max(total.get(name, 0) - mine, 0)
+        score = 3 * elsewhere + max(mine, 0) + 2 * in_degree[path] + (1 if symbol["depth"] == 0 else 0)
+        if symbol["kind"] in ("class", "interface", "struct", "trait", "enum", "record"):
+            score += 1
+        scored.append((score, f"{path}:{symbol['line']:08d}", path, symbol))
     scored.sort(key=lambda item: (-item[0], item[1]))
     return [
         {
             "name": s["name"],
             "qualified_name": s["qualified_name"],
             "kind": s["kind"],
-            "file": s["file"],
+            "file": path,
             "line": s["line"],
             "score": score,
             "signature": s["signature"],
         }
-        for score, _, s in scored[:TOP_SYMBOLS]
+        for score, _, path, s in scored[:TOP_SYMBOLS]
     ]
 
 

@@ -1,100 +1,28 @@
-"""One pass over a parse tree: syntax errors, line counts, symbols, imports, entry-point signals.
+"""The facts of one parse tree: syntax errors, line counts, symbols, imports, entry-point signals.
 
-The walk is iterative (an explicit stack), so deeply nested input cannot exhaust Python's stack,
-and every list it fills is capped so one odd file cannot make the result unbounded.
+One query per file (`queries.py`) finds, in C, the identifiers, the comments and the candidate
+nodes; Python then looks only at those. The candidates are replayed in document pre-order through
+`NodeRules.visit`, with a stack of the enclosing symbols, which is exactly what a full walk of the
+tree would have shown the rules (tests/analysis/reference_walk.py is that walk; a test holds both to
+the same output). Syntax errors come from the subtrees that report one (`_flagged`).
+
+Every list is capped by the rules, so one odd file cannot make the result unbounded.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tree_sitter import Node, Tree
+from tree_sitter import Node, QueryCursor, Tree
 
-MAX_SYMBOLS = 400
-MAX_IMPORTS = 300
-MAX_SYNTAX_ERRORS = 50
-SIGNATURE_CHARS = 200
-DOC_CHARS = 200
-NAME_CHARS = 200
+from handoff.analysis.queries import query_for
+from handoff.analysis.rules import NodeRules
 
-# node type → symbol kind, per language (wrappers such as export or decorators are walked through).
-DEFINITIONS: dict[str, dict[str, str]] = {
-    "python": {"class_definition": "class", "function_definition": "function"},
-    "javascript": {
-        "class_declaration": "class",
-        "function_declaration": "function",
-        "generator_function_declaration": "function",
-        "method_definition": "method",
-    },
-    "go": {"function_declaration": "function", "method_declaration": "method", "type_spec": "type"},
-    "rust": {
-        "function_item": "function",
-        "function_signature_item": "function",
-        "struct_item": "struct",
-        "enum_item": "enum",
-        "trait_item": "trait",
-        "impl_item": "impl",
-        "mod_item": "module",
-        "type_item": "type",
-        "union_item": "union",
-    },
-    "java": {
-        "class_declaration": "class",
-        "interface_declaration": "interface",
-        "enum_declaration": "enum",
-        "record_declaration": "record",
-        "method_declaration": "method",
-        "constructor_declaration": "constructor",
-    },
-    "c": {"function_definition": "function", "struct_specifier": "struct", "enum_specifier": "enum"},
-    "csharp": {
-        "class_declaration": "class",
-        "interface_declaration": "interface",
-        "struct_declaration": "struct",
-        "enum_declaration": "enum",
-        "record_declaration": "record",
-        "method_declaration": "method",
-        "constructor_declaration": "constructor",
-        "namespace_declaration": "namespace",
-        "file_scoped_namespace_declaration": "namespace",
-    },
-    "ruby": {"class": "class", "module": "module", "method": "function", "singleton_method": "function"},
-}
-DEFINITIONS["typescript"] = {
-    **DEFINITIONS["javascript"],
-    "abstract_class_declaration": "class",
-    "interface_declaration": "interface",
-    "type_alias_declaration": "type",
-    "enum_declaration": "enum",
-    "internal_module": "namespace",
-    "method_signature": "method",
-    "abstract_method_signature": "method",
-}
-DEFINITIONS["tsx"] = DEFINITIONS["typescript"]
-DEFINITIONS["cpp"] = {
-    **DEFINITIONS["c"],
-    "class_specifier": "class",
-    "namespace_definition": "namespace",
-}
-CONTAINERS = {"class", "interface", "struct", "enum", "trait", "impl", "module", "namespace", "record"}
-FUNCTIONS = {"function", "method", "constructor"}
-IDENTIFIERS = {
-    "identifier",
-    "type_identifier",
-    "field_identifier",
-    "property_identifier",
-    "constant",
-    "namespace_identifier",
-    "scoped_identifier",
-}
-_COMMENT_LINE = re.compile(r"^\s*(?:///?|/\*+|\*(?!/)|#(?![!\[])|--)\s?(.*?)\s*(?:\*/)?\s*$")
-_ATTRIBUTE_LINE = re.compile(r"^\s*(?:@|#\[|\[)")
-_WS = re.compile(r"\s+")
-_STRING_QUOTES = re.compile(r"^[rRbBuUfF]*(?:\"\"\"|\'\'\'|\"|\')|(?:\"\"\"|\'\'\'|\"|\')$")
+REFERENCE_CHARS = 64
+_CHECK_EVERY = 4096  # nodes between deadline checks
 
 
 @dataclass(slots=True)
@@ -111,326 +39,185 @@ class FileFacts:
 
 
 class WalkTimeout(Exception):
-    """The walk ran past its deadline."""
+    """The extraction ran past its deadline."""
 
 
-def extract(language: str, tree: Tree, source: bytes, *, deadline: float | None = None) -> FileFacts:
-    text_lines = source.decode("utf-8", "replace").splitlines()
-    walker = _Walker(language, source, text_lines, deadline)
-    walker.walk(tree.root_node)
-    total = len(text_lines)
-    blank = sum(1 for line in text_lines if not line.strip())
-    comment = min(len(walker.comment_rows), total - blank)
+def extract(
+    language: str,
+    tree: Tree,
+    source: bytes,
+    *,
+    text: str | None = None,
+    deadline: float | None = None,
+    references: bool = True,
+) -> FileFacts:
+    """`text` is `source` decoded, when the caller has it already. Without `references` (only the
+    central-symbol ranking needs them) the identifiers are not even captured."""
+    lines = (source.decode("utf-8", "replace") if text is None else text).splitlines()
+    rules = NodeRules(language, source, lines)
+    root = tree.root_node
+    captures = QueryCursor(query_for(language, source, references=references)).captures(root)
+    _check(deadline)
+    # A walk would not enter comments; a query does. That changes nothing here: the only comments
+    # with children (Rust's doc comments) hold comment parts, none of the nodes captured below.
+    for node in captures.get("comment", []):
+        first, last = node.start_point.row, node.end_point.row
+        if first == last:
+            rules.comment_rows.add(first)
+        else:
+            rules.comment_rows.update(range(first, last + 1))
+    rules.references = _references(source, captures.get("ref", []))
+    if root.has_error:
+        for node in _preorder(_flagged(root, deadline), deadline):
+            rules.syntax_error(node)
+    _structure(rules, captures.get("node", []), deadline)
+    total = len(lines)
+    blank = sum(1 for line in lines if not line.strip())
+    comments = min(len(rules.comment_rows), total - blank)
     return FileFacts(
         language=language,
-        lines={"total": total, "code": max(total - blank - comment, 0), "comment": comment, "blank": blank},
-        syntax_errors=walker.errors,
-        error_count=walker.error_count,
-        symbols=walker.symbols,
-        imports=walker.imports,
-        entry_point=walker.entry_point,
-        package=walker.package,
-        references=walker.references,
+        lines={"total": total, "code": max(total - blank - comments, 0), "comment": comments, "blank": blank},
+        syntax_errors=rules.errors,
+        error_count=rules.error_count,
+        symbols=rules.symbols,
+        imports=rules.imports,
+        entry_point=rules.entry_point,
+        package=rules.package,
+        references=rules.references,
     )
 
 
-class _Walker:
-    def __init__(self, language: str, source: bytes, lines: list[str], deadline: float | None) -> None:
-        self.deadline = deadline
-        self.language = language
-        self.source = source
-        self.lines = lines
-        self.definitions = DEFINITIONS[language]
-        self.symbols: list[dict[str, Any]] = []
-        self.imports: list[dict[str, Any]] = []
-        self.errors: list[dict[str, Any]] = []
-        self.error_count = 0
-        self.comment_rows: set[int] = set()
-        self.references: Counter[str] = Counter()
-        self.entry_point = False
-        self.package: str | None = None
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise WalkTimeout
 
-    def text(self, node: Node | None, limit: int = NAME_CHARS) -> str:
-        if node is None:
-            return ""
-        raw = self.source[node.start_byte : min(node.end_byte, node.start_byte + limit * 4)]
-        return raw.decode("utf-8", "replace")[:limit]
 
-    def walk(self, root: Node) -> None:
-        # (node, index of the enclosing symbol or -1, qualified name of the enclosing symbol)
-        stack: list[tuple[Node, int, str]] = [(root, -1, "")]
-        visited = 0
-        while stack:
-            node, parent, qualifier = stack.pop()
-            visited += 1
-            if self.deadline is not None and visited % 4096 == 0 and time.monotonic() > self.deadline:
-                raise WalkTimeout
-            kind = node.type
-            if node.is_error or node.is_missing:
-                self._syntax_error(node)
-            if "comment" in kind:
-                self.comment_rows.update(range(node.start_point.row, node.end_point.row + 1))
-                continue
-            if kind in IDENTIFIERS and node.child_count == 0:
-                name = self.text(node, 64)
-                if name:
-                    self.references[name] += 1
-            self._maybe_import(node)
-            self._maybe_entry_point(node, parent)
-            symbol_kind = self.definitions.get(kind)
-            if kind == "variable_declarator" and self.language in ("javascript", "typescript", "tsx"):
-                value = node.child_by_field_name("value")
-                if value is not None and value.type in ("arrow_function", "function_expression", "function"):
-                    symbol_kind = "function"
-            if symbol_kind is not None:
-                index = self._symbol(node, symbol_kind, parent, qualifier)
-                if index is not None:
-                    parent, qualifier = index, self.symbols[index]["qualified_name"]
-            elif self._is_declaration_only(node):
-                self._symbol(node, "function", parent, qualifier, declaration=True)
-            children = node.children
-            stack.extend((child, parent, qualifier) for child in reversed(children))
+def _references(source: bytes, identifiers: list[Node]) -> Counter[str]:
+    """Identifier leaves counted by their first 64 characters (a named `identifier` with children,
+    such as a contextual keyword in C#, is not a leaf and does not count)."""
+    # Counted by bytes first: a few distinct names, tens of thousands of uses.
+    raw = Counter([source[start:end] for start, end in [n.byte_range for n in identifiers if n.child_count == 0]])
+    raw.pop(b"", None)  # MISSING identifiers
+    if all(len(chunk) <= REFERENCE_CHARS for chunk in raw):
+        # No name is cut short, so (in valid UTF-8) no two names become one: decode them as they are.
+        decoded = Counter({chunk.decode("utf-8", "replace"): count for chunk, count in raw.items()})
+        if len(decoded) == len(raw):
+            return decoded
+    names: Counter[str] = Counter()
+    for chunk, count in raw.items():
+        names[chunk.decode("utf-8", "replace")[:REFERENCE_CHARS]] += count
+    return names
 
-    # -- symbols -------------------------------------------------------------------------------
-    def _symbol(self, node: Node, kind: str, parent: int, qualifier: str, *, declaration: bool = False) -> int | None:
-        if len(self.symbols) >= MAX_SYMBOLS:
-            return None
-        name, kind = self._name_and_kind(node, kind)
-        if not name:
-            return None
-        parent_kind = self.symbols[parent]["kind"] if parent >= 0 else None
-        if kind == "function" and parent_kind in CONTAINERS - {"module", "namespace"}:
-            kind = "method"
-        if self.language == "go" and kind == "method":
-            receiver = node.child_by_field_name("receiver")
-            owner = re.findall(r"[A-Za-z_]\w*", self.text(receiver))
-            qualifier = owner[-1] if owner else qualifier
-        qualified = f"{qualifier}.{name}" if qualifier else name
-        symbol: dict[str, Any] = {
-            "name": name,
-            "qualified_name": qualified[:NAME_CHARS],
-            "kind": kind,
-            "line": node.start_point.row + 1,
-            "end_line": node.end_point.row + 1,
-            "parent": self.symbols[parent]["qualified_name"] if parent >= 0 else (qualifier or None),
-            "depth": (self.symbols[parent]["depth"] + 1) if parent >= 0 else 0,
-            "signature": self._signature(node, kind),
-            "doc": self._doc(node),
-        }
-        if declaration:
-            symbol["declaration_only"] = True
-        self.symbols.append(symbol)
-        return len(self.symbols) - 1
 
-    def _name_and_kind(self, node: Node, kind: str) -> tuple[str, str]:
-        lang = self.language
-        if lang == "go" and node.type == "type_spec":
-            body = node.child_by_field_name("type")
-            if body is not None and body.type == "struct_type":
-                kind = "struct"
-            elif body is not None and body.type == "interface_type":
-                kind = "interface"
-            return self.text(node.child_by_field_name("name")), kind
-        if lang == "rust" and node.type == "impl_item":
-            target = self.text(node.child_by_field_name("type"))
-            trait = node.child_by_field_name("trait")
-            return (f"{self.text(trait)} for {target}" if trait is not None else target), kind
-        if lang in ("c", "cpp") and node.type in ("struct_specifier", "enum_specifier", "class_specifier"):
-            if node.child_by_field_name("body") is None:
-                return "", kind
-            return self.text(node.child_by_field_name("name")), kind
-        if lang in ("c", "cpp") and node.type in ("function_definition", "declaration", "field_declaration"):
-            return self._c_declarator_name(node.child_by_field_name("declarator")), kind
-        if lang == "ruby" and node.type == "singleton_method":
-            return f"self.{self.text(node.child_by_field_name('name'))}", kind
-        if node.type == "variable_declarator":
-            return self.text(node.child_by_field_name("name")), kind
-        return self.text(node.child_by_field_name("name")), kind
+def _flagged(root: Node, deadline: float | None) -> list[Node]:
+    """ERROR and MISSING nodes, found by entering only the subtrees that report an error.
 
-    def _c_declarator_name(self, node: Node | None) -> str:
-        depth = 0
-        while node is not None and depth < 50:
-            if node.type in (
-                "identifier",
-                "field_identifier",
-                "qualified_identifier",
-                "destructor_name",
-                "operator_name",
-                "type_identifier",
-            ):
-                return self.text(node)
-            node = node.child_by_field_name("declarator")
-            depth += 1
-        return ""
+    Not by a query: `(MISSING)` misses a MISSING node that is the first child of an ERROR. And a
+    one-character ERROR leaf does not report `has_error` itself (its parent does), hence `is_error`.
+    """
+    found: list[Node] = []
+    stack = [root]
+    visited = 0
+    while stack:
+        node = stack.pop()
+        visited += 1
+        if visited % _CHECK_EVERY == 0:
+            _check(deadline)
+        if node.is_error or node.is_missing:
+            found.append(node)
+        if "comment" not in node.type:
+            stack.extend(child for child in node.children if child.has_error or child.is_error)
+    return found
 
-    def _is_declaration_only(self, node: Node) -> bool:
-        """A C/C++ prototype (`int f(void);`) or a method declared in a class body."""
-        if self.language not in ("c", "cpp") or node.type not in ("declaration", "field_declaration"):
-            return False
-        declarator = node.child_by_field_name("declarator")
-        return declarator is not None and declarator.type == "function_declarator"
 
-    def _signature(self, node: Node, kind: str) -> str:
-        body = node.child_by_field_name("body")
-        end = body.start_byte if body is not None and kind in FUNCTIONS | {"class"} else node.end_byte
-        raw = self.source[node.start_byte : min(end, node.start_byte + SIGNATURE_CHARS * 4)]
-        first = raw.decode("utf-8", "replace")
-        if body is None or kind not in FUNCTIONS:
-            first = first.split("\n", 1)[0]
-        flat = _WS.sub(" ", first).strip().rstrip("{:").strip()
-        return flat if len(flat) <= SIGNATURE_CHARS else flat[: SIGNATURE_CHARS - 1] + "…"
+def _structure(rules: NodeRules, nodes: list[Node], deadline: float | None) -> None:
+    # (node, symbol index, qualified name) of the symbols enclosing the current node, outermost first
+    enclosing: list[tuple[Node, int, str]] = []
+    for position, node in enumerate(_preorder(nodes, deadline)):
+        if position % _CHECK_EVERY == _CHECK_EVERY - 1:
+            _check(deadline)
+        while enclosing and not _is_ancestor(enclosing[-1][0], node, deadline):
+            enclosing.pop()
+        parent, qualifier = (enclosing[-1][1], enclosing[-1][2]) if enclosing else (-1, "")
+        inner = rules.visit(node, parent, qualifier)
+        if inner[0] != parent:
+            enclosing.append((node, *inner))
 
-    def _doc(self, node: Node) -> str | None:
-        if self.language == "python":
-            body = node.child_by_field_name("body")
-            first = body.named_children[0] if body is not None and body.named_children else None
-            if first is not None and first.type == "expression_statement" and first.named_children:
-                string = first.named_children[0]
-                if string.type == "string":
-                    return _first_line(_STRING_QUOTES.sub("", self.text(string, DOC_CHARS * 4)))
-        # The comment block right above the definition (skipping decorators/attributes).
-        row = node.start_point.row - 1
-        while row >= 0 and _ATTRIBUTE_LINE.match(self.lines[row]):
-            row -= 1
-        block: list[str] = []
-        while row >= 0 and len(block) < 20:
-            match = _COMMENT_LINE.match(self.lines[row])
-            if match is None or not self.lines[row].strip():
+
+def _preorder(nodes: list[Node], deadline: float | None) -> list[Node]:
+    """The nodes in document pre-order.
+
+    By start byte, then the outer node first: the longer one, or with the same range (a node and
+    its only child) the one with more descendants. Only an empty node (broken code: a MISSING
+    token) is placed wrong by that: it sorts after every node starting where it is, but in the
+    tree it comes right after those of them that are its ancestors.
+    """
+    ordered = sorted(nodes, key=lambda n: (n.start_byte, -n.end_byte, -n.descendant_count))
+    if all(n.start_byte != n.end_byte for n in ordered):
+        return ordered
+    result: list[Node] = []
+    group_start = 0  # where the nodes starting at the current byte begin in `result`
+    for node in ordered:
+        if not result or result[-1].start_byte != node.start_byte:
+            group_start = len(result)
+        if node.start_byte != node.end_byte:
+            result.append(node)
+            continue
+        ancestors = _ancestors_starting_at(node, deadline)
+        at = group_start
+        for index in range(group_start, len(result)):
+            if result[index] in ancestors:
+                at = index + 1
+        # Several empty nodes in one place (MISSING tokens side by side): the tree orders them.
+        while at < len(result) and result[at].end_byte == node.start_byte and node not in ancestors:
+            if _tree_path(node, deadline) < _tree_path(result[at], deadline):
                 break
-            block.append(match.group(1))
-            row -= 1
-        for line in reversed(block):
-            if line.strip():
-                return _first_line(line)
-        return None
-
-    # -- syntax errors -------------------------------------------------------------------------
-    def _syntax_error(self, node: Node) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_SYNTAX_ERRORS:
-            self.errors.append(
-                {
-                    "line": node.start_point.row + 1,
-                    "column": node.start_point.column + 1,
-                    "kind": "missing" if node.is_missing else "error",
-                    "text": _WS.sub(" ", self.text(node, 60)) if not node.is_missing else node.type,
-                }
-            )
-
-    # -- imports -------------------------------------------------------------------------------
-    def _add_import(self, module: str, node: Node, **extra: Any) -> None:
-        module = module.strip()
-        if module and len(self.imports) < MAX_IMPORTS:
-            self.imports.append({"module": module[:NAME_CHARS], "line": node.start_point.row + 1, **extra})
-
-    def _maybe_import(self, node: Node) -> None:
-        kind, lang = node.type, self.language
-        if lang == "python":
-            if kind == "import_statement":
-                for child in node.named_children:
-                    target = child.child_by_field_name("name") if child.type == "aliased_import" else child
-                    self._add_import(self.text(target), node)
-            elif kind == "import_from_statement":
-                names = [
-                    self.text(c.child_by_field_name("name") if c.type == "aliased_import" else c)
-                    for c in node.children_by_field_name("name")
-                ]
-                self._add_import(self.text(node.child_by_field_name("module_name")), node, names=names[:20])
-        elif lang in ("javascript", "typescript", "tsx"):
-            if kind in ("import_statement", "export_statement"):
-                source = node.child_by_field_name("source")
-                if source is not None:
-                    self._add_import(self.text(source).strip("'\"`"), node)
-            elif kind == "call_expression":
-                function = node.child_by_field_name("function")
-                if (
-                    function is not None
-                    and function.type in ("identifier", "import")
-                    and self.text(function)
-                    in (
-                        "require",
-                        "import",
-                    )
-                ):
-                    arguments = node.child_by_field_name("arguments")
-                    first = arguments.named_children[0] if arguments is not None and arguments.named_children else None
-                    if first is not None and first.type == "string":
-                        self._add_import(self.text(first).strip("'\"`"), node)
-        elif lang == "go":
-            if kind == "import_spec":
-                self._add_import(self.text(node.child_by_field_name("path")).strip('"`'), node)
-            elif kind == "package_clause" and node.named_children:
-                self.package = self.text(node.named_children[0])
-        elif lang == "rust":
-            if kind == "use_declaration":
-                self._add_import(_WS.sub("", self.text(node.child_by_field_name("argument"))), node)
-            elif kind == "extern_crate_declaration":
-                self._add_import(self.text(node.child_by_field_name("name")), node)
-            elif kind == "mod_item" and node.child_by_field_name("body") is None:
-                self._add_import(f"self::{self.text(node.child_by_field_name('name'))}", node, mod=True)
-        elif lang == "java":
-            if kind == "import_declaration":
-                parts = [self.text(c) for c in node.named_children if c.type in ("scoped_identifier", "identifier")]
-                wildcard = any(c.type == "asterisk" for c in node.named_children)
-                if parts:
-                    self._add_import(parts[0] + (".*" if wildcard else ""), node)
-            elif kind == "package_declaration" and node.named_children:
-                self.package = self.text(node.named_children[0])
-        elif lang in ("c", "cpp"):
-            if kind == "preproc_include":
-                path = node.child_by_field_name("path")
-                if path is not None:
-                    system = path.type == "system_lib_string"
-                    self._add_import(self.text(path).strip('<>"'), node, system=system)
-        elif lang == "csharp":
-            if kind == "using_directive":
-                used = [c for c in node.named_children if c.type in ("qualified_name", "identifier")]
-                if used:
-                    self._add_import(self.text(used[-1]), node)
-            elif kind in ("namespace_declaration", "file_scoped_namespace_declaration") and self.package is None:
-                self.package = self.text(node.child_by_field_name("name"))
-        elif lang == "ruby" and kind == "call":
-            method = self.text(node.child_by_field_name("method"))
-            if method in ("require", "require_relative", "load") and node.child_by_field_name("receiver") is None:
-                arguments = node.child_by_field_name("arguments")
-                first = arguments.named_children[0] if arguments is not None and arguments.named_children else None
-                if first is not None and first.type == "string":
-                    self._add_import(self.text(first).strip("'\""), node, relative=method == "require_relative")
-
-    # -- entry points --------------------------------------------------------------------------
-    def _maybe_entry_point(self, node: Node, parent: int) -> None:
-        if self.entry_point:
-            return
-        kind, lang = node.type, self.language
-        if lang == "python" and kind == "if_statement" and parent < 0:
-            condition = self.text(node.child_by_field_name("condition"))
-            self.entry_point = "__name__" in condition and "__main__" in condition
-        elif lang == "ruby" and kind == "if" and parent < 0:
-            condition = self.text(node.child_by_field_name("condition"))
-            self.entry_point = "__FILE__" in condition and ("$0" in condition or "$PROGRAM_NAME" in condition)
-        elif lang in ("javascript", "typescript", "tsx") and kind == "binary_expression":
-            text = self.text(node)
-            self.entry_point = "require.main" in text and "module" in text
-        elif lang in ("go", "rust", "c", "cpp") and kind in (
-            "function_declaration",
-            "function_item",
-            "function_definition",
-        ):
-            name = (
-                self._c_declarator_name(node.child_by_field_name("declarator"))
-                if lang in ("c", "cpp")
-                else self.text(node.child_by_field_name("name"))
-            )
-            self.entry_point = name == "main" and parent < 0 and (lang != "go" or self.package == "main")
-        elif lang in ("java", "csharp") and kind == "method_declaration":
-            name = self.text(node.child_by_field_name("name"))
-            modifiers = self.text(node, 400).split("(", 1)[0]
-            self.entry_point = name in ("main", "Main") and "static" in modifiers
+            at += 1
+        result.insert(at, node)
+    return result
 
 
-def _first_line(text: str) -> str | None:
-    for line in text.splitlines():
-        stripped = line.strip().lstrip("*").strip()
-        if stripped:
-            return stripped if len(stripped) <= DOC_CHARS else stripped[: DOC_CHARS - 1] + "…"
-    return None
+def _tree_path(node: Node, deadline: float | None) -> list[int]:
+    """Child indexes from the root down to `node`: sorts in pre-order."""
+    path: list[int] = []
+    child, parent = node, node.parent
+    while parent is not None:
+        path.append(next(i for i, sibling in enumerate(parent.children) if sibling == child))
+        if len(path) % 256 == 0:
+            _check(deadline)
+        child, parent = parent, parent.parent
+    path.reverse()
+    return path
+
+
+def _ancestors_starting_at(node: Node, deadline: float | None) -> set[Node]:
+    found: set[Node] = set()
+    parent = node.parent
+    while parent is not None and parent.start_byte == node.start_byte:
+        found.add(parent)
+        if len(found) % 256 == 0:
+            _check(deadline)
+        parent = parent.parent
+    return found
+
+
+def _is_ancestor(candidate: Node, node: Node, deadline: float | None) -> bool:
+    """Whether `candidate`, which precedes `node` in pre-order, encloses it."""
+    start, end = candidate.byte_range
+    node_start, node_end = node.byte_range
+    if not (start <= node_start and node_end <= end):
+        return False
+    if node_start < node_end or start < node_start < end:
+        # Non-empty nodes do not overlap their siblings; the same range means node and only child.
+        return True
+    # An empty node on the edge of the candidate: inside it or next to it. Ask the tree.
+    parent = node.parent
+    climbed = 0
+    while parent is not None and start <= parent.start_byte and parent.end_byte <= end:
+        if parent == candidate:
+            return True
+        climbed += 1
+        if climbed % 256 == 0:
+            _check(deadline)
+        parent = parent.parent
+    return False

@@ -12,8 +12,10 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from tree_sitter import Language
+if TYPE_CHECKING:
+    from tree_sitter import Language
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ def detect_from_shebang(head: bytes) -> str | None:
 
 @cache
 def grammar(language: str) -> Language:
+    from tree_sitter import Language  # the server sorts imports with this module, without parsing
+
     spec = GRAMMARS[language]
     module = importlib.import_module(spec.module)
     return Language(getattr(module, spec.function)())

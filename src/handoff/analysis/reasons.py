@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from handoff.domain.analysis import Reason
 
-__all__ = ["FileRefused", "Reason"]
+__all__ = ["FileRefused", "Reason", "error"]
 
 
 class FileRefused(Exception):
@@ -14,3 +16,8 @@ class FileRefused(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def error(path: str, reason: Reason, message: str) -> dict[str, Any]:
+    """One per-file error entry, as results carry it."""
+    return {"path": path[:300], "reason": reason.value, "message": message}

@@ -29,7 +29,8 @@ class Analyzer(Protocol):
     """Reads and analyses files confined to its roots and limits; one result per call.
 
     Returns {"files": [...], "errors": [{"path", "reason", "message"}], "consolidated": {...}}.
-    Per-file problems are error entries, never exceptions.
+    Per-file problems are error entries, never exceptions. It may keep worker processes between
+    calls: `start` brings them up ahead of the first call, `aclose` stops them.
     """
 
     @property
@@ -38,6 +39,10 @@ class Analyzer(Protocol):
     async def analyze(
         self, paths: Sequence[str], analysis_type: str, progress: Progress | None = None
     ) -> dict[str, Any]: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,14 @@ class AnalysisService:
         self._context = context
         self._sessions = sessions
         self._limits = limits
+
+    async def start(self) -> None:
+        """Start the analysis workers now rather than on the first call (server start-up)."""
+        await self._analyzer.start()
+
+    async def close(self) -> None:
+        """Stop the analysis workers (server shutdown)."""
+        await self._analyzer.aclose()
 
     async def analyze(
         self,
