@@ -19,6 +19,7 @@ EXPECTED_FORMAT = {
     "codex": "codex",
     "aider": "aider",
     "msa": "mini-swe-agent",
+    "msa2": "mini-swe-agent",  # mini-swe-agent 2.x trajectories
     "swea": "swe-agent",
 }
 

@@ -174,3 +174,63 @@ def test_summary_names_the_counts_and_the_last_request() -> None:
     digest, _ = session(WORK)
     summary = render_brief(digest, context(), 2000).summary
     assert "gzip" in summary and "1 failing tests" in summary
+
+
+def test_each_changed_file_says_what_changed_and_shared_roots_are_printed_once() -> None:
+    edit = {"file_path": "/home/me/proj/src/retry.py", "old_string": "RETRIES = 3", "new_string": "RETRIES = 5"}
+    write = {"file_path": "/home/me/proj/src/backoff.py", "content": "def backoff(n):\n    return 2 ** n\n"}
+    digest, tail = session(
+        [
+            (T, "Edit", {"tool": "Edit", "tool_use_id": "a", "phase": "call", "input": edit}),
+            (T, "ok", {"tool": "Edit", "tool_use_id": "a"}),
+            (T, "Write", {"tool": "Write", "tool_use_id": "b", "phase": "call", "input": write}),
+            (T, "ok", {"tool": "Write", "tool_use_id": "b"}),
+        ]
+    )
+    text = render_brief(digest, context(), 2000, tail).text
+    files = text.split("## Files", 1)[1]
+    assert "(paths under `/home/me/proj/src/`)" in files
+    assert "- `retry.py`: edited #1: RETRIES = 5" in files
+    assert "- `backoff.py`: written #3: defines backoff" in files
+
+
+def test_a_run_of_read_only_commands_shares_one_line_in_recent_activity() -> None:
+    entries: list[tuple[ContextType, str, dict[str, Any]]] = []
+    for i, command in enumerate(["cat src/a.py", "grep -n parse src/b.py", "sed -n '1,40p' src/c.py"]):
+        entries.append(
+            (
+                T,
+                f"$ {command}",
+                {"tool": "Bash", "tool_use_id": f"r{i}", "phase": "call", "input": {"command": command}},
+            )
+        )
+        entries.append((T, "some file text", {"tool": "Bash", "tool_use_id": f"r{i}"}))
+    entries.append((M, "The parser drops the BOM; I'll strip it in read_rows().", {"role": "assistant"}))
+    digest, tail = session(entries)
+    text = render_brief(digest, context(), 2000, tail).text
+    looked = [line for line in text.splitlines() if "read-only calls" in line]
+    assert looked == [
+        "- #1-6 looked (3 read-only calls): `cat src/a.py` · `grep -n parse src/b.py` · `sed -n '1,40p' src/c.py`"
+    ]
+
+
+def test_running_subagents_lead_the_plan_and_finished_ones_say_what_they_found() -> None:
+    ask = {
+        "subagent_type": "general-purpose",
+        "description": "Write the hook",
+        "prompt": "Create useTodos with localStorage",
+    }
+    done = {"subagent_type": "Explore", "description": "Find the config", "prompt": "Where is the config loaded?"}
+    digest, tail = session(
+        [
+            (T, "Task", {"tool": "Task", "tool_use_id": "d", "phase": "call", "input": done}),
+            (T, "The config is loaded in src/config.ts by loadConfig().", {"tool": "Task", "tool_use_id": "d"}),
+            (T, "Task", {"tool": "Task", "tool_use_id": "h", "phase": "call", "input": ask}),
+        ]
+    )
+    plan = render_brief(digest, context(), 2000, tail).text.split("## Plan and to-do list", 1)[1]
+    lines = [line for line in plan.splitlines() if line.startswith("- [")]
+    assert lines[0].startswith("- [~] subagent running: Write the hook (#3): Create useTodos with localStorage")
+    assert any(
+        line.startswith("- [x] subagent: Find the config (Explore) (#1→#2): The config is loaded") for line in lines
+    )

@@ -9,19 +9,18 @@ and the estimate of the result never exceeds the budget.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from handoff.domain.digest import Digest, Sentence
-from handoff.domain.models import ContextType, EntryExcerpt, HandoffType
+from handoff.domain.models import EntryExcerpt, HandoffType
 from handoff.domain.note import HandoffNote
-from handoff.domain.prose import clip, score_sentence, sentences
+from handoff.domain.prose import clip
+from handoff.domain.recent import Widths, tail_lines
 from handoff.domain.selection import Section, select
-from handoff.domain.tooluse import is_read_only, last_error, looks_like_tool_output, read_tool_call
 
 MIN_TOKEN_BUDGET = 64
 
@@ -55,37 +54,12 @@ class RenderedBrief:
     truncated: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _Widths:
-    """How long one item may be: small budgets get more, shorter items (more facts per token)."""
-
-    sentence: int
-    request: int
-    task: int
-    tail_head: int
-    tail_output: int
-    command: int
-
-    @classmethod
-    def for_budget(cls, budget: int) -> _Widths:
-        scale = min(1.0, max(0.3, budget / 4000))
-        return cls(
-            sentence=int(400 * scale),
-            request=int(1500 * scale),
-            task=int(6000 * scale * scale),
-            tail_head=int(700 * scale),
-            tail_output=int(500 * scale),
-            command=int(240 * max(scale, 0.6)),
-        )
-
-
 _EFFECTS = {
     HandoffType.FULL_HANDOFF: "ownership moves to you; the previous owner can no longer write",
     HandoffType.COLLABORATION: "you and the owner may both write to this session",
     HandoffType.CONTEXT_TRANSFER: "a read copy of the context; the owner keeps writing",
 }
 _FOOTER = "\n_{dropped} more items left out to fit {budget} tokens; the full history is one get_context call away._"
-_TAIL_OUTPUT_LINES = 6
 
 
 def render_brief(
@@ -107,7 +81,7 @@ def render_brief(
     footer_reserve = estimate_tokens(_FOOTER.format(dropped=9999, budget=token_budget) + "\n")
     room = budget - header_cost - footer_reserve
 
-    sections = _sections(digest, ctx, tail, _Widths.for_budget(budget))
+    sections = _sections(digest, ctx, tail, Widths.for_budget(budget))
     select(sections, room, lambda text: estimate_tokens(text + "\n"), _clip_to_tokens)
     dropped = sum(len(s.candidates) - len(s.chosen) for s in sections)
 
@@ -139,12 +113,13 @@ _DISPLAY_ORDER = [
     "Rejected or reverted",
     "Files",
     "Commands run",
+    "Timeline (oldest first)",
     "Code analysed",
     "Recent activity (newest last)",
 ]
 
 
-def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w: _Widths) -> list[Section]:
+def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w: Widths) -> list[Section]:
     """Sections in priority order (the order pass 1 and pass 2 serve them in)."""
     shown_requests = {r.seq for r in digest.requests}
     salient = [s for s in _ranked_sentences(digest) if s.category == "constraint" or s.seq not in shown_requests]
@@ -162,16 +137,16 @@ def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w
         Section("Constraints from the user", 2.0, [*_sentence_lines(constraints, w)], decay=0.8),
         Section("Rejected or reverted", 2.0, [*_sentence_lines(rejected, w)], decay=0.8),
         Section("Findings and decisions", 1.6, [*_sentence_lines(findings, w)], decay=0.92),
-        Section("Files", 1.8, [*_file_lines(digest)], decay=0.88),
+        Section("Files", 1.8, [*_file_lines(digest, w)], decay=0.88),
         Section("Commands run", 1.2, [*_command_lines(digest, w)], decay=0.85),
+        Section("Timeline (oldest first)", 0.8, [*_step_lines(digest)], decay=0.9),
         Section("Code analysed", 1.0, [*_analysis_lines(digest)], decay=0.8),
-        Section("Recent activity (newest last)", 1.4, [*_tail_lines(tail, w)], decay=0.9),
+        Section("Recent activity (newest last)", 1.4, [*tail_lines(tail, w)], decay=0.9),
     ]
     return sections
 
 
 # -- section contents ----------------------------------------------------------------------------
-Lines = list[tuple[int, str | Callable[[], str]]]
 
 
 def _note_lines(ctx: BriefContext) -> list[tuple[int, str]]:
@@ -196,14 +171,14 @@ def _note_lines(ctx: BriefContext) -> list[tuple[int, str]]:
     return list(enumerate(lines))
 
 
-def _task_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
+def _task_lines(digest: Digest, w: Widths) -> list[tuple[int, str]]:
     if digest.first_request is None:
         return []
     item = digest.first_request
     return [(0, _quote(clip(item.text, w.task)) + f"\n(#{item.seq})")]
 
 
-def _request_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
+def _request_lines(digest: Digest, w: Widths) -> list[tuple[int, str]]:
     lines: list[tuple[int, str]] = []
     shown = {id(digest.first_request)}
     last_user = digest.last_user
@@ -252,7 +227,7 @@ def _test_lines(digest: Digest) -> list[tuple[int, str]]:
     return lines
 
 
-def _plan_lines(digest: Digest, steps: list[Sentence], w: _Widths) -> list[tuple[int, str]]:
+def _plan_lines(digest: Digest, steps: list[Sentence], w: Widths) -> list[tuple[int, str]]:
     marks = {"completed": "[x]", "in_progress": "[~]", "pending": "[ ]", "cancelled": "[-]"}
     lines: list[tuple[int, str]] = []
     open_items = [p for p in digest.plan if p.get("status") in ("in_progress", "pending")]
@@ -263,6 +238,19 @@ def _plan_lines(digest: Digest, steps: list[Sentence], w: _Widths) -> list[tuple
         lines.append((order, f"- {marks.get(str(item.get('status')), '[ ]')} {item.get('text')}{suffix}"))
         if index == len(open_items) - 1 and digest.plan_note:
             lines.append((-1, f"- Plan note: {digest.plan_note}"))
+    for task in reversed(digest.delegated):
+        # Subagents still running are open work the next agent inherits; finished ones say what they found.
+        if task.get("done"):
+            said = clip(str(task.get("said") or ""), w.sentence)
+            state = "[!]" if task.get("failed") else "[x]"
+            text = f"- {state} subagent: {task.get('what')} (#{task.get('q')}→#{task.get('done')})" + (
+                f": {said}" if said else ""
+            )
+            lines.append((500 + int(task.get("q", 0)), text))
+        else:
+            ask = clip(str(task.get("ask") or ""), w.sentence)
+            text = f"- [~] subagent running: {task.get('what')} (#{task.get('q')})" + (f": {ask}" if ask else "")
+            lines.insert(0, (-2, text))
     if digest.plan_text is not None:
         plan = digest.plan_text
         lines.append((1000, f"- Plan presented at #{plan.seq}:\n" + _quote(clip(plan.text, w.task))))
@@ -270,11 +258,24 @@ def _plan_lines(digest: Digest, steps: list[Sentence], w: _Widths) -> list[tuple
     return lines
 
 
+def _step_lines(digest: Digest) -> list[tuple[int, str]]:
+    """The session's story, newest first (priority), shown oldest first."""
+    lines = []
+    for step in reversed(digest.steps):
+        times = int(step.get("n", 1))
+        again = f" ({times}x)" if times > 1 else ""
+        lines.append((int(step["q"]), f"- #{step['q']} {step['k']}: {step['t']}{again}"))
+    return lines
+
+
 def _error_lines(digest: Digest) -> list[tuple[int, str]]:
-    return [
-        (int(e["q"]), f"- (#{e['q']}) `{e['text']}`" + (f" from `{clip(e['cmd'], 120)}`" if e.get("cmd") else ""))
-        for e in reversed(digest.errors)
-    ]
+    lines = []
+    for e in reversed(digest.errors):
+        times = int(e.get("n", 1))
+        where = f"#{e['q']}" if times < 2 else f"#{e.get('first', e['q'])}…#{e['q']}, {times}x"
+        origin = f" from `{clip(e['cmd'], 120)}`" if e.get("cmd") else ""
+        lines.append((int(e["q"]), f"- ({where}) `{e['text']}`{origin}"))
+    return lines
 
 
 def _ranked_sentences(digest: Digest) -> list[Sentence]:
@@ -286,32 +287,58 @@ def _ranked_sentences(digest: Digest) -> list[Sentence]:
     return sorted(seen.values(), key=lambda s: -(s.score + 1.5 * s.seq / span))
 
 
-def _sentence_lines(items: list[Sentence], w: _Widths) -> list[tuple[int, str]]:
+def _sentence_lines(items: list[Sentence], w: Widths) -> list[tuple[int, str]]:
     return [(s.seq, f"- (#{s.seq}{', user' if s.role == 'user' else ''}) {clip(s.text, w.sentence)}") for s in items]
 
 
-def _file_lines(digest: Digest) -> list[tuple[int, str]]:
+def _file_lines(digest: Digest, w: Widths) -> list[tuple[int, str]]:
     changed = [(p, i) for p, i in digest.files.items() if i.get("a") not in ("read", "ran")]
     looked = [(p, i) for p, i in digest.files.items() if i.get("a") in ("read", "ran")]
+    root = _common_root([p for p, _ in changed + looked])
     lines: list[tuple[int, str]] = []
     for rank, (path, info) in enumerate(reversed(changed)):
         history = info.get("h", [])
         earlier = ", ".join(f"{a} #{q}" for a, q in history[:-1])
+        count = int(info.get("n", 1))
+        gist = str(info.get("g") or "")
+        notes = "; ".join(part for part in (earlier, f"{count}x" if count > 2 else "") if part)
         lines.append(
             (
                 rank,
-                f"- `{path}`: {info.get('a')} #{info.get('q')}"
-                + (f" (earlier: {earlier})" if earlier else "")
-                + (f", {info['n']} changes" if int(info.get("n", 1)) > 2 else ""),
+                f"- `{_relative(path, root)}`: {info.get('a')} #{info.get('q')}"
+                + (f" ({notes})" if notes else "")
+                + (f": {clip(gist, w.gist)}" if gist else ""),
             )
         )
     if looked:
-        names = ", ".join(f"`{p}`" for p, _ in reversed(looked[-10:]))
+        names = ", ".join(f"`{_relative(p, root)}`" for p, _ in reversed(looked[-10:]))
         lines.append((len(lines), f"- Read or ran: {names}"))
+    if root and lines:
+        order, first = lines[0]
+        lines[0] = (order, f"- (paths under `{root}`)\n{first}")
     return lines
 
 
-def _command_lines(digest: Digest, w: _Widths) -> list[tuple[int, str]]:
+def _common_root(paths: list[str]) -> str:
+    """The directory most absolute paths share (at least two levels deep), to print once."""
+    absolute = [p for p in paths if p.startswith("/")]
+    if len(absolute) < 2:
+        return ""
+    parts = [p.split("/")[:-1] for p in absolute]
+    shared: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        shared.append(level[0])
+    root = "/".join(shared)
+    return root + "/" if root.count("/") >= 2 else ""
+
+
+def _relative(path: str, root: str) -> str:
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _command_lines(digest: Digest, w: Widths) -> list[tuple[int, str]]:
     """Commands that changed or ran something first (newest first), then the ones that only looked."""
     acting: list[tuple[int, str]] = []
     looking: list[tuple[int, str]] = []
@@ -347,148 +374,6 @@ def _analysis_lines(digest: Digest) -> list[tuple[int, str]]:
             text += "\n  - key symbols: " + ", ".join(f"`{s}`" for s in analysis["top_symbols"])
         lines.append((int(analysis.get("seq", 0)), text))
     return lines
-
-
-def _tail_lines(tail: Sequence[EntryExcerpt], w: _Widths) -> Lines:
-    """The newest entries, newest first (priority), each cut to what a reader needs.
-
-    A tool call and the output that answers it share one line, so a command costs one line.
-    """
-    ordered = sorted(tail, key=lambda e: e.sequence_number)
-    answered: dict[int, EntryExcerpt] = {}
-    for call, result in itertools.pairwise(ordered):
-        if _is_call(call) and _answers(result, call):
-            answered[call.sequence_number] = result
-    skip = {r.sequence_number for r in answered.values()}
-    lines: Lines = []
-    for entry in reversed(ordered):
-        if entry.sequence_number not in skip:
-            lines.append((entry.sequence_number, _deferred(entry, answered.get(entry.sequence_number), w)))
-    return lines
-
-
-def _deferred(entry: EntryExcerpt, result: EntryExcerpt | None, w: _Widths) -> Callable[[], str]:
-    return lambda: _excerpt_line(entry, result, w)
-
-
-def _is_call(entry: EntryExcerpt) -> bool:
-    meta = entry.metadata
-    return entry.context_type in (ContextType.TOOL_CALL, ContextType.FILE) and (
-        meta.get("phase") == "call"
-        or (isinstance(meta.get("input"), dict) and "output" not in meta)
-        or (
-            entry.context_type is ContextType.TOOL_CALL
-            and entry.head.startswith("$ ")
-            and "\n" not in entry.head.strip()
-        )
-    )
-
-
-def _answers(result: EntryExcerpt, call: EntryExcerpt) -> bool:
-    if result.context_type is ContextType.MESSAGE:
-        role = str(result.metadata.get("role") or "").lower()
-        return role in ("user", "tool") and looks_like_tool_output(result.head)
-    if result.context_type is not ContextType.TOOL_CALL or _is_call(result):
-        return False
-    call_id, result_id = call.metadata.get("tool_use_id"), result.metadata.get("tool_use_id")
-    return call_id == result_id if call_id and result_id else True
-
-
-def _excerpt_line(entry: EntryExcerpt, result: EntryExcerpt | None, w: _Widths) -> str:
-    meta = entry.metadata
-    seq = entry.sequence_number
-    body = entry.head + (("\n…\n" + entry.tail) if entry.tail else "")
-    span = f"#{seq}" if result is None else f"#{seq}-{result.sequence_number}"
-    if entry.context_type is ContextType.MESSAGE:
-        role = str(meta.get("role") or entry.agent)
-        if role.lower() in ("user", "human", "tool") and looks_like_tool_output(body):
-            return f"- {span} output: {_output_excerpt(body, w.tail_output)}"
-        return f"- {span} {role}: {_message_gist(body, role, w.tail_head)}"
-    if entry.context_type in (ContextType.TOOL_CALL, ContextType.FILE) and (result is not None or _is_call(entry)):
-        use = read_tool_call(body, meta)
-        name = use.tool or "tool"
-        if entry.context_type is ContextType.FILE:
-            what = f"`{meta.get('path', '')}` ({meta.get('action', 'changed')})"
-        elif use.command:
-            what = f"`{clip(use.command, w.command)}`"
-        else:
-            what = _input_text(use.input, w.tail_output) if use.input else clip(" ".join(entry.head.split()), w.command)
-        outcome = ""
-        if result is not None:
-            answer = read_tool_call(result.head + (("\n…\n" + result.tail) if result.tail else ""), result.metadata)
-            if answer.exit_code is not None:
-                outcome = f" → exit {answer.exit_code}"
-            elif answer.failed:
-                outcome = " → error"
-            out = "" if use.command and is_read_only(use.command) else _output_summary(answer, w.tail_output)
-            if out:
-                outcome += f": {out}"
-        return f"- {span} {name} {what}{outcome}"
-    if entry.context_type is ContextType.TOOL_CALL:
-        use = read_tool_call(body, meta)
-        status = "" if use.exit_code is None else f" → exit {use.exit_code}"
-        if use.failed and use.exit_code is None:
-            status = " → error"
-        what = f" `{clip(use.command, w.command)}`" if use.command else ""
-        out = _output_excerpt(use.output, w.tail_output) if use.output else ""
-        return f"- {span} {use.tool or 'output'}{what}{status}" + (f": {out}" if out else "")
-    if entry.context_type is ContextType.FILE:
-        path = meta.get("path") or meta.get("file_path") or "(file)"
-        action = meta.get("action") or "touched"
-        return f"- {span} file `{path}` {action}"
-    return f"- {span} system: {clip(' '.join(entry.head.split()), 300)}"
-
-
-def _message_gist(text: str, role: str, limit: int) -> str:
-    """A message in a line: its most telling sentences in their order (narration left out)."""
-    flat = " ".join(text.split())
-    if len(flat) <= 2 * limit:
-        return clip(flat, limit)
-    units = sentences(text)[:40]
-    scored = []
-    for index, unit in enumerate(units):
-        found = score_sentence(unit, "user" if role in ("user", "human") else "assistant")
-        scored.append((found.score if found else 0.0, index, unit))
-    picked: list[tuple[int, str]] = []
-    size = 0
-    for score, index, unit in sorted(scored, key=lambda t: (-t[0], t[1])):
-        if score <= 0 and picked:
-            break
-        if size + len(unit) + 1 > limit and picked:
-            continue
-        picked.append((index, unit))
-        size += len(unit) + 1
-    return clip(" … ".join(unit for _, unit in sorted(picked)), limit) if picked else clip(flat, limit)
-
-
-def _output_summary(use: Any, limit: int) -> str:
-    """What a command printed, in a line: the error if it failed, else its last telling line."""
-    output = use.output or ""
-    error = last_error(output) if use.failed else None
-    excerpt = _output_excerpt(output, limit)
-    if error and error not in excerpt:
-        return clip(f"{error} ⏎ {excerpt}", limit)
-    return excerpt
-
-
-def _input_text(data: dict[str, Any], limit: int) -> str:
-    """A tool's input in a line: its text fields (a subagent's prompt, a query), not its JSON."""
-    parts = []
-    for key, value in data.items():
-        if isinstance(value, str) and value.strip():
-            parts.append(f"{key}: {' '.join(value.split())}")
-        elif isinstance(value, int | float | bool):
-            parts.append(f"{key}={value}")
-    return clip("; ".join(parts), limit) if parts else clip(json.dumps(data, ensure_ascii=False), limit)
-
-
-def _output_excerpt(output: str | None, limit: int = 500) -> str:
-    if not output:
-        return ""
-    lines = [line.rstrip() for line in output.strip().splitlines() if line.strip()]
-    if len(lines) > _TAIL_OUTPUT_LINES:
-        lines = [*lines[:2], "…", *lines[-(_TAIL_OUTPUT_LINES - 2) :]]
-    return clip(" ⏎ ".join(line.strip() for line in lines), limit)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ MAX_ANALYSES = 5
 MAX_ANALYSIS_FILES = 12
 MAX_ANALYSIS_SYMBOLS = 15
 MAX_PENDING_CALLS = 16
+MAX_DELEGATED = 8
+MAX_STEPS = 30
 DIGEST_VERSION = 2
 
 
@@ -98,6 +100,10 @@ class Digest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     tools: dict[str, dict[str, int]] = field(default_factory=dict)
     analyses: list[dict[str, Any]] = field(default_factory=list)
+    # What happened, in order: {"q", "k" (ask|change|run|fail|commit), "key", "t", "n"}, oldest first.
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    # Work handed to subagents: {"id", "q", "what", "ask", "done" (seq or 0), "said"}, oldest first.
+    delegated: list[dict[str, Any]] = field(default_factory=list)
     # Tool calls whose output has not arrived yet: call id -> {"tool", "cmd", "q"}.
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_command: dict[str, Any] | None = None
@@ -132,6 +138,8 @@ class Digest:
             "files": self.files,
             "tools": self.tools,
             "analyses": self.analyses,
+            "delegated": self.delegated,
+            "steps": self.steps,
             "pending": self.pending,
             "last_command": self.last_command,
             "last_reply": self.last_reply,
@@ -171,6 +179,8 @@ class Digest:
             files=dict(data.get("files", {})),
             tools=dict(data.get("tools", {})),
             analyses=list(data.get("analyses", [])),
+            delegated=list(data.get("delegated", [])),
+            steps=list(data.get("steps", [])),
             pending=dict(data.get("pending", {})),
             last_command=data.get("last_command"),
             last_reply=int(data.get("last_reply", 0)),

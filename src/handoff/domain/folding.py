@@ -11,20 +11,34 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from handoff.domain.activity import (
+    TEST_COMMAND,
+    call_label,
+    record_error,
+    record_run,
+    set_test,
+    step,
+    touch_file,
+)
+from handoff.domain.changes import (
+    change_gist,
+    commit_message,
+    commit_of_output,
+    delegation_of,
+    edit_gist,
+    report_gist,
+    script_change,
+)
 from handoff.domain.digest import (
     FIRST_REQUEST_CHARS,
     MAX_ANALYSES,
     MAX_ANALYSIS_FILES,
     MAX_ANALYSIS_SYMBOLS,
     MAX_COMMANDS,
-    MAX_ERRORS,
-    MAX_FILES,
+    MAX_DELEGATED,
     MAX_PENDING_CALLS,
-    MAX_PLAN_ITEMS,
     MAX_RECENT_SALIENT,
     MAX_REQUESTS,
-    MAX_RUNS,
-    MAX_TESTS,
     MAX_TOOLS,
     MAX_TOP_SALIENT,
     REQUEST_CHARS,
@@ -33,24 +47,31 @@ from handoff.domain.digest import (
     Item,
     Sentence,
 )
+from handoff.domain.failures import failure_line, last_error
 from handoff.domain.models import ContextType
-from handoff.domain.plans import PlanItem, PlanUpdate, checklist, created_task_id, plan_update_of, status_of
+from handoff.domain.plans import (
+    PlanItem,
+    PlanUpdate,
+    apply_plan,
+    checklist,
+    created_task_id,
+    norm,
+    plan_update_of,
+    status_of,
+)
 from handoff.domain.prose import clip, is_low_information, score_sentence, sentences
-from handoff.domain.testruns import BAD, TestRun, parse_test_output
+from handoff.domain.testruns import parse_test_output
 from handoff.domain.tooluse import (
     ToolUse,
     bash_blocks,
-    change_gist,
-    commit_message,
-    edit_gist,
     exit_code_in,
     files_of_command,
     first_str,
     is_read_only,
-    last_error,
     looks_like_tool_output,
     output_gist,
     read_tool_call,
+    unwrap_shell,
 )
 
 _MARKERS: list[tuple[str, re.Pattern[str]]] = [
@@ -64,11 +85,7 @@ _TASK_TAGS = re.compile(
     r"<(pr_description|issue|issue_description|task|problem_statement|user_request|request)>\s*(.*?)\s*</\1>",
     re.S | re.I,
 )
-_TEST_COMMAND = re.compile(
-    r"\b(?:py\.?test|runtests\.py|unittest|manage\.py test|bin/test|tox|nox|jest|vitest|mocha|"
-    r"(?:npm|yarn|pnpm|bun)(?: run)? test|go test|cargo (?:test|nextest)|mvn\b.*\b(?:test|verify)|"
-    r"gradlew? .*test|rspec|phpunit|dotnet test|make (?:test|check)|ctest|rake test|pytest)\b"
-)
+_IDE_REQUEST = re.compile(r"^#{1,4}\s*My request for [\w .-]{1,40}:\s*$", re.M | re.I)
 _ISSUE_BLOCK = re.compile(r"\bISSUE:\s*\n(.*?)\n\s*INSTRUCTIONS:", re.S)
 _INSTRUCTIONS = re.compile(
     r"^\s*(?:INSTRUCTIONS:|<instructions>|#{1,3}\s*(?:Task |General )?Instructions\b|#{1,3}\s*Recommended Workflow|"
@@ -78,7 +95,10 @@ _INSTRUCTIONS = re.compile(
 _TASK_CATEGORIES = frozenset({"constraint", "rejected"})
 _INSTRUCTION_CATEGORIES = frozenset({"constraint"})
 _EXPLICIT_SCORE = 6.0
+_LASTING = frozenset({"constraint", "rejected"})
+MAX_LASTING = 12
 _USER_ROLES = {"user", "human"}
+_INSTRUCTION_KINDS = frozenset({"instructions", "user_instructions", "agents_md", "developer_instructions"})
 _SYSTEM_ROLES = {"system", "developer"}
 
 
@@ -127,12 +147,18 @@ def _message(digest: Digest, seq: int, content: str, metadata: dict[str, Any], a
     else:
         for block in bash_blocks(content)[-1:]:
             # An agent that runs commands by writing them (mini-swe-agent): the next output is theirs.
-            _command(digest, seq, ToolUse(tool="bash", command=_one_line(block), files=files_of_command(block)))
+            script = block if "\n" in block.strip() else None
+            _command(
+                digest,
+                seq,
+                ToolUse(tool="bash", command=_one_line(block), files=files_of_command(block), script=script),
+            )
     plan = checklist(content)
     if plan:
-        _apply_plan(digest, seq, PlanUpdate(replace=plan))
+        apply_plan(digest, seq, PlanUpdate(replace=plan))
     if not first:
-        _prose(digest, seq, content, "user" if is_user else role or "assistant")
+        said = _request_part(content) if is_user else content
+        _prose(digest, seq, said, "user" if is_user else role or "assistant")
     if not is_user:
         digest.last_reply = seq
     _markers(digest, seq, content, agent)
@@ -147,9 +173,19 @@ def split_task(text: str) -> tuple[str, str]:
     issue = _ISSUE_BLOCK.search(head)
     if issue:
         return issue.group(1), head[: issue.start(1)] + "\n" + head[issue.end(1) :]
+    asked = _IDE_REQUEST.search(head)
+    if asked and asked.end() < len(head.rstrip()):
+        # An IDE extension wraps the request in the editor's context (active file, selection, tabs).
+        return head[asked.end() :], head[: asked.start()]
     if len(head) > 2_500 and (marker := _INSTRUCTIONS.search(head)) and marker.start() > 200:
         return head[: marker.start()], head[marker.start() :]
     return head, ""
+
+
+def _request_part(text: str) -> str:
+    """A later user message without the editor context an IDE extension wraps around it."""
+    asked = _IDE_REQUEST.search(text[:200_000])
+    return text[asked.end() :].strip() if asked and asked.end() < len(text.rstrip()) else text
 
 
 def _close_turn(digest: Digest) -> None:
@@ -171,6 +207,7 @@ def _user_message(digest: Digest, seq: int, content: str, agent: str) -> bool:
     if digest.first_request is None:
         task, instructions = split_task(text)
         digest.first_request = Item(seq, clip(_tidy(task), FIRST_REQUEST_CHARS), agent)
+        step(digest, seq, "ask", "", " ".join(task.split()))
         digest.last_request = digest.first_request
         digest.last_user = digest.first_request
         # The task itself is shown whole; only its constraints and vetoes are worth a line of their
@@ -179,11 +216,13 @@ def _user_message(digest: Digest, seq: int, content: str, agent: str) -> bool:
         if instructions.strip():
             _prose(digest, seq, instructions, "instructions", only=_INSTRUCTION_CATEGORIES)
         return True
+    text = _request_part(text)
     item = Item(seq, clip(_tidy(text), REQUEST_CHARS), agent)
     digest.last_user = item
     if not text or is_low_information(text):
         return False
     digest.requests.append(item)
+    step(digest, seq, "ask", "", " ".join(text.split()))
     del digest.requests[:-MAX_REQUESTS]
     digest.last_request = item
     return False
@@ -217,8 +256,13 @@ def _keep(digest: Digest, sentence: Sentence) -> None:
         return
     digest.top.append(sentence)
     if len(digest.top) > MAX_TOP_SALIENT:
-        # Drop the weakest; among equals the oldest, since later findings supersede earlier ones.
-        weakest = min(range(len(digest.top)), key=lambda i: (digest.top[i].score, digest.top[i].seq))
+        # Drop the weakest; among equals the oldest, since later findings supersede earlier ones. The
+        # user's constraints and the rejected paths are few and stay true all session: they go last.
+        lasting = sorted(
+            (i for i, t in enumerate(digest.top) if t.category in _LASTING and t.role != "assistant"),
+            key=lambda i: -digest.top[i].score,
+        )[:MAX_LASTING]
+        weakest = min(range(len(digest.top)), key=lambda i: (i in lasting, digest.top[i].score, digest.top[i].seq))
         del digest.top[weakest]
 
 
@@ -241,24 +285,25 @@ def _explicit(digest: Digest, kind: str, seq: int, text: str, agent: str) -> Non
         digest.top = [s for s in digest.top if s.text != text]
         _keep(digest, Sentence(seq, text, kind, _EXPLICIT_SCORE, "marker"))
     elif kind in ("task", "task_done"):
-        _apply_plan(digest, seq, PlanUpdate(upsert=[PlanItem(text, "pending" if kind == "task" else "completed")]))
+        apply_plan(digest, seq, PlanUpdate(upsert=[PlanItem(text, "pending" if kind == "task" else "completed")]))
     elif kind in ("test_failure", "test_pass"):
-        _set_test(digest, text, "failed" if kind == "test_failure" else "passed", seq, "")
+        set_test(digest, text, "failed" if kind == "test_failure" else "passed", seq, "")
 
 
 # -- tool calls ----------------------------------------------------------------------------------
 def _tool_call(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
     use = read_tool_call(content, metadata)
     name = use.tool or ("bash" if use.command else "(tool)")
-    if use.input is not None or (use.command and not use.output):
-        _command(digest, seq, use)
+    if use.input is not None and use.output is None and (task := delegation_of(use.tool or "", use.input)):
+        _delegate(digest, seq, use.call_id or "", *task)
+    if use.input is not None or use.command:
+        _command(digest, seq, use)  # touches the files it names
         plan = plan_update_of(use.tool or "", use.input or {})
         if plan is not None:
-            _apply_plan(digest, seq, plan)
-    elif use.command and use.output:
-        _command(digest, seq, use)
-    for path, action in use.files:
-        _touch_file(digest, path, action, seq, _input_gist(use) if action not in ("read", "ran") else "")
+            apply_plan(digest, seq, plan)
+    else:
+        for path, action in use.files:
+            touch_file(digest, path, action, seq, _input_gist(use, path) if action not in ("read", "ran") else "")
     if use.output is not None:
         _tool_output(digest, seq, use, name)
     else:
@@ -267,6 +312,9 @@ def _tool_call(digest: Digest, seq: int, content: str, metadata: dict[str, Any])
 
 def _command(digest: Digest, seq: int, use: ToolUse) -> None:
     record = {"q": seq, "tool": (use.tool or "bash")[:60], "cmd": use.command or "", "exit": use.exit_code}
+    changes = [(path, action) for path, action in use.files if action not in ("read", "ran")]
+    if changes:
+        record["path"], record["act"] = changes[0][0][:300], changes[0][1]
     if use.call_id:
         digest.pending[use.call_id] = record
         while len(digest.pending) > MAX_PENDING_CALLS:
@@ -274,13 +322,16 @@ def _command(digest: Digest, seq: int, use: ToolUse) -> None:
     digest.last_command = record
     if use.command and is_read_only(use.command):
         record["ro"] = True
-    message = commit_message(use.command) if use.command and "commit" in use.command else None
+    text = use.script or use.command or ""
+    message = commit_message(text) if "commit" in text else None
     if message:
         # The agent's own summary of a change: as good as a decision it wrote down.
         _keep(digest, Sentence(seq, clip(f"Committed: {message}", SNIPPET_CHARS), "decision", 4.0, "commit"))
     for path, action in use.files:
-        gist = use.command if use.command and action not in ("read", "ran") else ""
-        _touch_file(digest, path, action, seq, (gist or "")[:160])
+        gist = ""
+        if action not in ("read", "ran"):
+            gist = _input_gist(use, path) or use.command or ""
+        touch_file(digest, path, action, seq, gist[:160])
     if use.command:
         digest.commands.append(record)
         del digest.commands[:-MAX_COMMANDS]
@@ -291,8 +342,8 @@ def _tool_output(digest: Digest, seq: int, use: ToolUse, name: str | None) -> No
     call = digest.pending.pop(use.call_id, None) if use.call_id else None
     if call is None and not use.input and digest.last_command and seq - int(digest.last_command["q"]) <= 3:
         call = digest.last_command
-    if call is not None and use.command and call.get("cmd") != use.command:
-        call = None
+        if use.command and unwrap_shell(str(call.get("cmd", ""))) != unwrap_shell(use.command):
+            call = None  # the output names another command: not this call's answer
     if call is None and use.command:
         call = {"q": seq, "tool": (use.tool or "bash")[:60], "cmd": use.command, "exit": use.exit_code}
         digest.commands.append(call)
@@ -309,27 +360,53 @@ def _tool_output(digest: Digest, seq: int, use: ToolUse, name: str | None) -> No
         if tool == "TaskCreate" or (call.get("tool") == "TaskCreate"):
             created = created_task_id(output)
             if created:
-                for item in reversed(digest.plan):
-                    if not item.get("id"):
-                        item["id"] = created
-                        break
+                task_id, subject = created
+                unnamed = [item for item in digest.plan if not item.get("id")]
+                named = [item for item in unnamed if subject and norm(str(item.get("text", ""))) == norm(subject)]
+                targets = named or unnamed[-1:]
+                if targets:
+                    targets[0]["id"] = task_id
     _count_tool(digest, tool, seq, failed=bool(use.failed))
+    if use.call_id and (task := next((d for d in digest.delegated if d.get("id") == use.call_id), None)):
+        # A subagent's report is prose an agent wrote: its findings count like the main agent's.
+        task["done"], task["said"] = seq, report_gist(output)
+        task["failed"] = bool(use.failed)
+        _prose(digest, seq, output, "assistant")
     command = str((call or {}).get("cmd", "")) or (use.command or "")
+    if "commit" in command and (committed := commit_of_output(output)):
+        sha, subject = committed
+        # git's own line names the commit; it replaces the message read off the command.
+        digest.top = [t for t in digest.top if not (t.role == "commit" and subject[:40] in t.text)]
+        digest.recent = [t for t in digest.recent if not (t.role == "commit" and subject[:40] in t.text)]
+        _keep(digest, Sentence(seq, clip(f"Committed {sha}: {subject}", SNIPPET_CHARS), "decision", 4.0, "commit"))
+        step(digest, seq, "commit", sha, f"{sha} {subject}")
     run = parse_test_output(output) if output else None
     if run is not None:
-        _record_run(digest, seq, run, command, use.exit_code)
-    elif command and _TEST_COMMAND.search(command):
+        record_run(digest, seq, run, command, use.exit_code)
+    elif command and TEST_COMMAND.search(command):
         digest.test_command = {"q": seq, "cmd": command, "exit": use.exit_code}
+    if use.failed and call is not None and call.get("path") and call.get("act"):
+        # The edit the call asked for did not happen: say so on the file, or the reader assumes it did.
+        touch_file(digest, str(call["path"]), "edit not applied", seq, counted=False)
     if use.failed or (run is not None and not run.green) or "Traceback (most recent call last)" in output[-200_000:]:
-        error = last_error(output)
+        error = last_error(output) or (failure_line(output) if use.failed else None)
         if error:
-            _record_error(digest, seq, error, command)
+            record_error(digest, seq, error, command or call_label(call, tool))
     elif use.failed is False and command:
         # A command that now succeeds clears the error it used to raise.
         digest.errors = [e for e in digest.errors if e.get("cmd") != command]
 
 
-def _input_gist(use: ToolUse) -> str:
+def _delegate(digest: Digest, seq: int, call_id: str, what: str, ask: str) -> None:
+    digest.delegated.append({"id": call_id[:80], "q": seq, "what": what, "ask": ask, "done": 0, "said": ""})
+    if len(digest.delegated) > MAX_DELEGATED:
+        finished = next((d for d in digest.delegated if d.get("done")), digest.delegated[0])
+        digest.delegated.remove(finished)
+
+
+def _input_gist(use: ToolUse, path: str = "") -> str:
+    if use.script:
+        return script_change(use.script, path)
     data = use.input or {}
     if isinstance(data.get("old_string"), str) and isinstance(data.get("new_string"), str):
         return edit_gist(data["old_string"], data["new_string"])
@@ -360,157 +437,6 @@ def _count_tool(digest: Digest, name: str, seq: int, *, failed: bool) -> None:
         digest.tools.pop(next(iter(digest.tools)))
 
 
-def _record_run(digest: Digest, seq: int, run: TestRun, command: str, exit_code: int | None) -> None:
-    for outcome in run.outcomes.values():
-        _set_test(digest, outcome.test, outcome.status.value, seq, outcome.detail)
-    if run.green:
-        # A green run clears the earlier failures it covered: all of them for a bare `pytest`,
-        # those under the named paths or tests for `pytest tests/test_a.py::test_one`.
-        scope = _test_scope(command)
-        for test, info in digest.tests.items():
-            if info.get("s") in ("failed", "error") and (not scope or any(part in test for part in scope)):
-                info.update({"s": "passed", "q": seq})
-    summary = re.sub(r",? in [\d.]+ ?s(?:econds)?\b", "", run.summary).strip(" =") or _outcome_summary(run)
-    digest.runs.append(
-        {
-            "q": seq,
-            "runner": run.runner,
-            "summary": clip(summary, 200),
-            "green": run.green,
-            "failed": run.bad_count,
-            "cmd": command[:300],
-        }
-    )
-    del digest.runs[:-MAX_RUNS]
-    digest.test_command = {"q": seq, "cmd": command[:300], "exit": exit_code}
-
-
-_RUNNER_WORDS = frozenset(
-    [
-        "python",
-        "python3",
-        "py",
-        "-m",
-        "pytest",
-        "py.test",
-        "test",
-        "tests",
-        "run",
-        "go",
-        "cargo",
-        "npm",
-        "npx",
-        "yarn",
-        "pnpm",
-        "bun",
-        "jest",
-        "vitest",
-        "mocha",
-        "rspec",
-        "bundle",
-        "exec",
-        "mvn",
-        "gradle",
-        "./gradlew",
-        "dotnet",
-        "tox",
-        "nox",
-        "make",
-        "./...",
-        "...",
-        "--",
-        "unittest",
-    ]
-)
-_RUNNER_SCRIPT = re.compile(r"(?:^|/)(?:runtests\.py|manage\.py|bin/test|setup\.py)$")
-
-
-def _test_scope(command: str) -> list[str]:
-    """The paths and test names a test command was limited to (empty: the whole suite)."""
-    if not command:
-        return []
-    part = next((p for p in reversed(re.split(r"&&|;|\|\|", command)) if _TEST_COMMAND.search(p)), command)
-    scope = []
-    for word in part.replace("⏎", " ").split():
-        word = word.strip("'\"")
-        if not word or word.startswith(("-", "<", ">", "2>", "|")) or "=" in word or word in _RUNNER_WORDS:
-            continue
-        if _RUNNER_SCRIPT.search(word) or word in ("|", "tail", "head", "grep", "2>&1"):
-            continue
-        scope.append(word.removeprefix("./").split("::")[-1])
-    return scope
-
-
-def _outcome_summary(run: TestRun) -> str:
-    bad = sum(1 for o in run.outcomes.values() if o.status in BAD)
-    good = sum(1 for o in run.outcomes.values() if o.status.value == "passed")
-    return f"{good} passed, {bad} failed (listed)"
-
-
-def _set_test(digest: Digest, test: str, status: str, seq: int, detail: str) -> None:
-    test = test[:SNIPPET_CHARS]
-    info = digest.tests.pop(test, None) or {"s": status, "q": seq, "d": "", "f": 0}
-    info["s"], info["q"] = status, seq
-    if detail:
-        info["d"] = clip(detail, 240)
-    if status in ("failed", "error"):
-        info["f"] = seq
-    digest.tests[test] = info
-    while len(digest.tests) > MAX_TESTS:
-        # Evict passing tests first (oldest first), then the oldest failure.
-        victim = next((t for t, i in digest.tests.items() if i.get("s") not in ("failed", "error")), None)
-        digest.tests.pop(victim if victim is not None else next(iter(digest.tests)))
-
-
-def _record_error(digest: Digest, seq: int, error: str, command: str) -> None:
-    digest.errors = [e for e in digest.errors if e.get("text") != error]
-    digest.errors.append({"q": seq, "text": error, "cmd": command[:200]})
-    del digest.errors[:-MAX_ERRORS]
-
-
-# -- plans ---------------------------------------------------------------------------------------
-def _apply_plan(digest: Digest, seq: int, update: PlanUpdate) -> None:
-    if update.plan_text:
-        digest.plan_text = Item(seq, update.plan_text, "")
-    if update.explanation:
-        digest.plan_note = update.explanation
-    if update.replace is not None and update.replace:
-        digest.plan = [{"id": i.item_id, "text": i.text, "status": i.status, "seq": seq} for i in update.replace]
-    for item in update.upsert or []:
-        existing = _find_plan_item(digest, item)
-        if existing is not None:
-            existing["status"] = item.status
-            existing["seq"] = seq
-            if item.text:
-                existing["text"] = item.text
-        elif item.text:
-            item_id = item.item_id
-            if not item_id and item.status == "pending":
-                digest.tasks_created += 1
-            digest.plan.append({"id": item_id, "text": item.text, "status": item.status, "seq": seq})
-    if len(digest.plan) > MAX_PLAN_ITEMS:
-        done = [p for p in digest.plan if p.get("status") not in ("pending", "in_progress")]
-        while len(digest.plan) > MAX_PLAN_ITEMS and done:
-            digest.plan.remove(done.pop(0))
-        del digest.plan[:-MAX_PLAN_ITEMS]
-
-
-def _find_plan_item(digest: Digest, item: PlanItem) -> dict[str, Any] | None:
-    for existing in digest.plan:
-        if item.item_id and existing.get("id") == item.item_id:
-            return existing
-    wanted = _norm(item.text)
-    if wanted:
-        for existing in digest.plan:
-            if _norm(str(existing.get("text", ""))) == wanted:
-                return existing
-    return None
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().rstrip(".…").split())
-
-
 # -- files, system entries ------------------------------------------------------------------------
 def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
     summary = metadata.get("summary")
@@ -524,46 +450,26 @@ def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> N
 
         found = files_of_patch(content) if ("+++ " in content[:20_000] or "*** " in content[:2000]) else []
         for found_path, found_action in found:
-            _touch_file(digest, found_path, found_action, seq, change_gist(content))
+            touch_file(digest, found_path, found_action, seq, change_gist(content))
         if found:
             return
         path = "(unnamed file)"
-    _touch_file(digest, path, action, seq, change_gist(content) if content.strip() else "")
-
-
-def _touch_file(digest: Digest, path: str, action: str, seq: int, gist: str = "") -> None:
-    path = path.strip()[:300]
-    if not path:
-        return
-    info = digest.files.pop(path, None) or {"a": action, "q": seq, "n": 0, "h": []}
-    if action == "read" and info["n"] and info.get("a") != "read":
-        # Reading a file after changing it does not change what happened to it.
-        digest.files[path] = info
-        return
-    info["a"], info["q"], info["n"] = action, seq, int(info.get("n", 0)) + 1
-    if gist:
-        info["g"] = gist
-    elif action in ("reverted", "deleted"):
-        info.pop("g", None)
-    history = [h for h in info.get("h", []) if h[0] != action]
-    history.append([action, seq])
-    info["h"] = history[-4:]
-    digest.files[path] = info  # re-inserted last: dict order is recency order
-    while len(digest.files) > MAX_FILES:
-        victim = next((p for p, i in digest.files.items() if i.get("a") == "read"), None)
-        digest.files.pop(victim if victim is not None else next(iter(digest.files)))
+    touch_file(digest, path, action, seq, change_gist(content) if content.strip() else "")
 
 
 def _system(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
     _markers(digest, seq, content, "")
     run = parse_test_output(content) if content else None
     if run is not None:
-        _record_run(digest, seq, run, "", None)
+        record_run(digest, seq, run, "", None)
     plan = checklist(content)
     if plan:
-        _apply_plan(digest, seq, PlanUpdate(replace=plan))
+        apply_plan(digest, seq, PlanUpdate(replace=plan))
     if metadata.get("kind") in ("summary", "compaction", "compact_summary") or metadata.get("compaction"):
         _prose(digest, seq, content, "assistant")
+    elif metadata.get("kind") in _INSTRUCTION_KINDS or str(metadata.get("role", "")).lower() in _SYSTEM_ROLES:
+        # Standing instructions (AGENTS.md, a harness's system prompt): their rules are constraints.
+        _prose(digest, seq, content, "instructions", only=_INSTRUCTION_CATEGORIES)
 
 
 def _absorb_analysis(digest: Digest, seq: int, metadata: dict[str, Any], summary: dict[str, Any]) -> None:

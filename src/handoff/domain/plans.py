@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from handoff.domain.digest import MAX_PLAN_ITEMS, Digest, Item
+
 MAX_ITEM_CHARS = 240
 MAX_PLAN_CHARS = 4_000
 
@@ -117,10 +119,56 @@ def checklist(text: str) -> list[PlanItem] | None:
     return items if len(items) >= 2 else None
 
 
-_TASK_CREATED = re.compile(r"Task #(\d+) created")
+_TASK_CREATED = re.compile(r"Task #(\w+) created(?: successfully)?(?::\s*(.+))?")
 
 
-def created_task_id(output: str) -> str | None:
-    """Claude Code's answer to TaskCreate names the id later TaskUpdate calls use."""
+def created_task_id(output: str) -> tuple[str, str] | None:
+    """Claude Code's answer to TaskCreate: the id later TaskUpdate calls use, and the subject it was given.
+
+    Parallel TaskCreate calls are answered in any order, so the subject says which item got the id.
+    """
     match = _TASK_CREATED.search(output[:2000])
-    return match.group(1) if match else None
+    return (match.group(1), _text(match.group(2) or "")) if match else None
+
+
+# -- keeping the digest's plan ----------------------------------------------------------------------
+def apply_plan(digest: Digest, seq: int, update: PlanUpdate) -> None:
+    if update.plan_text:
+        digest.plan_text = Item(seq, update.plan_text, "")
+    if update.explanation:
+        digest.plan_note = update.explanation
+    if update.replace is not None and update.replace:
+        digest.plan = [{"id": i.item_id, "text": i.text, "status": i.status, "seq": seq} for i in update.replace]
+    for item in update.upsert or []:
+        existing = _find_plan_item(digest, item)
+        if existing is not None:
+            existing["status"] = item.status
+            existing["seq"] = seq
+            if item.text:
+                existing["text"] = item.text
+        elif item.text:
+            item_id = item.item_id
+            if not item_id and item.status == "pending":
+                digest.tasks_created += 1
+            digest.plan.append({"id": item_id, "text": item.text, "status": item.status, "seq": seq})
+    if len(digest.plan) > MAX_PLAN_ITEMS:
+        done = [p for p in digest.plan if p.get("status") not in ("pending", "in_progress")]
+        while len(digest.plan) > MAX_PLAN_ITEMS and done:
+            digest.plan.remove(done.pop(0))
+        del digest.plan[:-MAX_PLAN_ITEMS]
+
+
+def _find_plan_item(digest: Digest, item: PlanItem) -> dict[str, Any] | None:
+    for existing in digest.plan:
+        if item.item_id and existing.get("id") == item.item_id:
+            return existing
+    wanted = norm(item.text)
+    if wanted:
+        for existing in digest.plan:
+            if norm(str(existing.get("text", ""))) == wanted:
+                return existing
+    return None
+
+
+def norm(text: str) -> str:
+    return " ".join(text.lower().rstrip(".…").split())

@@ -16,6 +16,7 @@ from typing import Any
 
 MAX_COMMAND_CHARS = 300
 MAX_JSON_CHARS = 2_000_000
+MAX_SCRIPT_CHARS = 50_000
 
 
 @dataclass(slots=True)
@@ -28,6 +29,7 @@ class ToolUse:
     exit_code: int | None = None
     failed: bool | None = None
     files: list[tuple[str, str]] = field(default_factory=list)  # (path, action)
+    script: str | None = None  # the whole shell text when it spans lines (a heredoc, a patch)
 
 
 def first_str(data: dict[str, Any], *keys: str) -> str | None:
@@ -139,6 +141,12 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
                 use.exit_code = _as_int(document.get(key))
     elif use.tool is None and (match := _TOOL_PREFIX.match(content)):
         use.tool = match.group(1)
+        # "update_plan: {json}" or "Edit {json}": a call an integration wrote down as text.
+        brace = content.find("{", match.end() - 1, match.end() + 80)
+        if brace != -1 and content.rstrip().endswith("}") and metadata.get("phase") != "result":
+            inline = _as_dict(content[brace:].strip())
+            if inline is not None and use.input is None:
+                use.input = inline
     if use.tool is None and use.input is None and document is None:
         # A bare "$ cmd" transcript.
         use.tool = None
@@ -155,6 +163,7 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
     if use.input is not None:
         use.command = command_of(use.input)
         use.files = files_of_input(use.tool or "", use.input)
+        use.script = script_of(use.input)
     raw_command = first_str(metadata, "command", "cmd")
     if use.command is None and raw_command:
         use.command = raw_command
@@ -165,14 +174,29 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
     if use.command is None and use.output:
         for pattern in _TEXT_COMMAND:
             if match := pattern.search(use.output[:2000]):
-                use.command = match.group(1).strip()[:MAX_COMMAND_CHARS]
+                use.command = unwrap_shell(match.group(1).strip())[:MAX_COMMAND_CHARS]
                 break
     if use.exit_code is None and use.output:
         use.exit_code = exit_code_in(use.output)
     if use.exit_code is not None and use.failed is None:
         use.failed = use.exit_code != 0
+    if use.script is None and use.input is None and content.startswith("$ "):
+        body = content[2:]
+        first = body.split("\n", 1)[0]
+        if "\n" in body.strip() and (metadata.get("phase") == "call" or "<<" in first or "Begin Patch" in body[:400]):
+            # A command with its text: SWE-agent's `edit 3:5` … end_of_edit, a heredoc, a patch.
+            use.script = body[:MAX_SCRIPT_CHARS]
+            if metadata.get("phase") != "call" and use.output == content:
+                use.output = None
+    if use.command and not use.files and (path := first_str(metadata, "path", "file_path")):
+        verb = use.command.split(maxsplit=1)[0].lower() if use.command.split() else ""
+        action = EDITOR_VERBS.get(verb)
+        if action:
+            use.files = [(path, action)]
+    if use.script and not use.files and has_patch(use.script):
+        use.files = files_of_patch(use.script)
     if use.command and not use.files:
-        use.files = files_of_command(use.command)
+        use.files = files_of_command(use.script or use.command)
     if use.output and not use.files and "*** Begin Patch" in use.output[:10_000]:
         use.files = files_of_patch(use.output)
     return use
@@ -199,6 +223,37 @@ def command_of(data: dict[str, Any]) -> str | None:
             return None  # str_replace_editor's sub-command, not a shell line
         return " ".join(value.strip().split())[:MAX_COMMAND_CHARS] if "\n" not in value.strip() else _first_lines(value)
     return None
+
+
+# The commands of editor tools that name the file in metadata (SWE-agent, aider-like shells).
+EDITOR_VERBS = {
+    "edit": "edited",
+    "insert": "edited",
+    "append": "edited",
+    "str_replace": "edited",
+    "replace": "edited",
+    "create": "created",
+    "write": "written",
+    "undo_edit": "reverted",
+    "open": "read",
+    "view": "read",
+    "goto": "read",
+    "cat": "read",
+}
+
+
+def script_of(data: dict[str, Any]) -> str | None:
+    """The whole shell text of a tool's input when `command_of` shortens it (several lines, very long)."""
+    value = data.get("command", data.get("cmd"))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = value[-1] if len(value) >= 2 else (value[0] if value else "")
+    if isinstance(value, str) and ("\n" in value.strip() or len(value) > MAX_COMMAND_CHARS):
+        return value[:MAX_SCRIPT_CHARS]
+    return None
+
+
+def has_patch(text: str) -> bool:
+    return "*** Begin Patch" in text[:10_000] or ("\n+++ " in text[:20_000] and "\n--- " in text[:20_000])
 
 
 def _first_lines(text: str) -> str:
@@ -243,9 +298,13 @@ def bash_blocks(text: str) -> list[str]:
     A block marked as shell counts; an unmarked one only when it ends the message, the way agents
     that act by writing one command per turn put it.
     """
+    if not text.rstrip().endswith("```"):
+        # Agents that act by writing a command end their turn with it; a block in the middle of an
+        # explanation is an example or a plan, not something that ran.
+        return []
     blocks = fenced_blocks(text)
     found = [body.strip() for language, body in blocks if language in _SHELL_LANGUAGES and body.strip()]
-    if not found and blocks and not blocks[-1][0] and text.rstrip().endswith("```"):
+    if not found and blocks and not blocks[-1][0]:
         found = [blocks[-1][1].strip()] if blocks[-1][1].strip() else []
     return found
 
@@ -312,7 +371,7 @@ def files_of_patch(text: str) -> list[tuple[str, str]]:
     return found[:20]
 
 
-_REDIRECT = re.compile(r"(?<![<>0-9&])>{1,2}\s*['\"]?([\w./~-]+\.\w+|[\w.~-]+/[\w./-]+)['\"]?")
+_REDIRECT = re.compile(r"(?<![<>0-9&])>{1,2}\s*['\"]?((?:~|\.{1,2})?/?[\w.~-]+(?:/[\w.~-]+)*)")
 _SED_INPLACE = re.compile(r"\bsed\s+(?:-\w*i\w*|--in-place)\b.*?\s(['\"]?)([\w./-]+\.\w+)\1\s*(?:$|[;&|])")
 _TEE = re.compile(r"\btee\s+(?:-a\s+)?['\"]?([\w./-]+)")
 _RM = re.compile(r"(?:^|[;&|]\s*)rm\s+(?:-\w+\s+)*((?:['\"]?[\w./-]+['\"]?\s*)+)")
@@ -323,6 +382,7 @@ _READERS = re.compile(
     r"(?:^|[;&|]\s*)(?:cat|head|tail|less|nl|sed\s+-n\s+'[^']*')\s+(?:-\S+\s+)*([\w./-]+\.\w+)\s*(?:$|[;&|])"
 )
 _PYTHON_RUN = re.compile(r"(?:^|[;&|]\s*)python3?\s+([\w./-]+\.py)\b")
+HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?[^\n]*\n(.*?)(?:\n\s*\1\s*(?:\n|$)|\Z)", re.S)
 
 
 def files_of_command(command: str) -> list[tuple[str, str]]:
@@ -339,10 +399,12 @@ def files_of_command(command: str) -> list[tuple[str, str]]:
     ):
         found.append(("(working tree)", "reverted"))
     found.extend((match.group(2), "edited") for match in _SED_INPLACE.finditer(text))
+    # Redirects anywhere in the script, but not inside the text a heredoc feeds in.
+    shell = HEREDOC.sub(lambda m: m.group(0).split("\n", 1)[0] + "\n", text) if "<<" in text else text
     found.extend(
         (m.group(1), "written")
-        for m in _REDIRECT.finditer(first_line)
-        if m.group(1) != "/dev/null" and not m.group(1).startswith("&")
+        for m in _REDIRECT.finditer(shell)
+        if not m.group(1).startswith(("/dev/", "&")) and ("/" in m.group(1) or "." in m.group(1).strip("."))
     )
     found.extend((match.group(1), "written") for match in _TEE.finditer(first_line))
     for match in _RM.finditer(text):
@@ -356,61 +418,13 @@ def files_of_command(command: str) -> list[tuple[str, str]]:
     return [(p, a) for p, a in found if 1 < len(p) <= 300][:12]
 
 
-# -- errors --------------------------------------------------------------------------------------
-_TRACEBACK = "Traceback (most recent call last):"
-_EXCEPTION_LINE = re.compile(
-    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Fault|Timeout|Denied)\b.*)$"
-)
-_ERROR_LINES = [
-    re.compile(r"^E\s{2,}((?:[\w.]+(?:Error|Exception)\b|assert\b).*)$"),
-    re.compile(r"^(error(?:\[E\d+\])?: .+)$"),
-    re.compile(r"^(\S+:\d+(?::\d+)?: (?:fatal )?error: .+)$"),
-    re.compile(r"^((?:npm ERR!|fatal:|panic:|FATAL:|Error:|ERROR:|SyntaxError:|TypeError:|ReferenceError:) .+)$"),
-    re.compile(r"^(.+: command not found)$"),
-    re.compile(r"^(.+: No such file or directory)$"),
-]
+_SHELL_WRAPPER = re.compile(r"""^(?:/[\w/]+/)?(?:ba|z|da)?sh\s+-l?c\s+(["'])(.*)\1\s*$""", re.S)
 
 
-_NAMED_ERROR = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b:\s*\S.*$")
-_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)', re.M)
-
-
-def _traceback_error(block: str, exception: str) -> str:
-    """A bare exception (`AssertionError`) says little: add where it was raised and the line."""
-    if ":" in exception and not exception.rstrip().endswith(":"):
-        return exception
-    frames = list(_FRAME.finditer(block))
-    if not frames:
-        return exception
-    last = frames[-1]
-    after = block[last.end() :].splitlines()
-    code = next((line.strip() for line in after[1:3] if line.strip() and not line.lstrip().startswith("^")), "")
-    where = f"{last.group(1).rsplit('/', 1)[-1]}:{last.group(2)} in {last.group(3)}"
-    return f"{exception} at {where}" + (f": {code}" if code else "")
-
-
-def last_error(output: str) -> str | None:
-    """The line that says what went wrong: a traceback's last line, or the runner's error line."""
-    text = output[-200_000:]
-    position = text.rfind(_TRACEBACK)
-    if position != -1:
-        for line in text[position + len(_TRACEBACK) :].splitlines():
-            if not line.strip() or line[:1].isspace():
-                continue
-            if line.startswith(("During handling", "The above exception")):
-                continue
-            if _EXCEPTION_LINE.match(line.strip()) or ":" in line:
-                return _traceback_error(text[position:], line.strip())[:300]
-    lines = text.splitlines()
-    for line in reversed(lines[-400:]):
-        stripped = line.rstrip()
-        for pattern in _ERROR_LINES:
-            if match := pattern.match(stripped):
-                return match.group(1).strip()[:300]
-    for line in reversed(lines[-400:]):
-        if match := _NAMED_ERROR.search(line):
-            return match.group(0).strip()[:300]
-    return None
+def unwrap_shell(command: str) -> str:
+    """`/bin/zsh -lc "pytest -q"` → `pytest -q`: the command a shell wrapper runs."""
+    match = _SHELL_WRAPPER.match(command.strip())
+    return match.group(2).strip() if match else command.strip()
 
 
 def looks_like_tool_output(text: str) -> bool:
@@ -430,8 +444,13 @@ _READ_ONLY = re.compile(
 _NOISE_LINE = re.compile(
     r"^\s*(?:</?(?:output|returncode|warning|output_head|output_tail)>.*|bash-\$|\(Open file:.*\)|"
     r"\(Current directory:.*\)|\[File: .*\]|Wall time:.*|Chunk ID:.*|Output:|Command: .*|Process exited with.*|"
-    r"Exit code:.*|Original token count:.*|Total output lines:.*|[-=_~*#]{3,}\s*)$"
+    r"Exit code:.*|Original token count:.*|Total output lines:.*|Process running with session ID \d+|[-=_~*#]{3,}\s*)$"
 )
+
+
+def is_noise_line(line: str) -> bool:
+    """A line a harness adds around an output (prompts, tags, `Chunk ID:`, `Wall time:`), not the output."""
+    return bool(_NOISE_LINE.match(line.strip()))
 
 
 def is_read_only(command: str) -> bool:
@@ -447,47 +466,3 @@ def output_gist(output: str) -> str:
         if text and not _NOISE_LINE.match(text) and len(text) > 2:
             return " ".join(text.split())[:160]
     return ""
-
-
-def edit_gist(old: str, new: str) -> str:
-    """What an old → new replacement adds, as the first changed lines."""
-    import difflib
-
-    added = [
-        line[1:].strip()
-        for line in difflib.unified_diff(old[:20_000].splitlines(), new[:20_000].splitlines(), lineterm="", n=0)
-        if line.startswith("+") and not line.startswith("+++") and len(line.strip()) > 3
-    ]
-    return " ⏎ ".join(" ".join(a.split()) for a in added[:2])[:160]
-
-
-def change_gist(text: str) -> str:
-    """The first lines a change adds: `+` lines of a diff or patch, or the head of new content."""
-    added = []
-    for line in text[:20_000].splitlines():
-        if line.startswith("+") and not line.startswith("+++"):
-            body = line[1:].strip()
-            if len(body) > 3 and body not in ("{", "}", "});", ")"):
-                added.append(body)
-        if len(added) >= 2:
-            break
-    if not added:
-        lines = [ln.strip() for ln in text[:4000].splitlines()[1:] if ln.strip() and not ln.startswith("-")]
-        added = lines[:2]
-    return " ⏎ ".join(" ".join(a.split()) for a in added)[:160]
-
-
-_COMMIT_M = re.compile(r"""\bgit\b[^;&|]*\bcommit\b[^;&|]*?-\w*m\s*(?:"((?:[^"\\]|\\.)+)"|'([^']+)')""")
-_COMMIT_HEREDOC = re.compile(r"\bgit\b.*\bcommit\b.*?<<-?\s*'?(\w+)'?\s*(?:⏎|\n)(.*?)(?:⏎|\n)\s*\1\b", re.S)
-
-
-def commit_message(command: str) -> str | None:
-    """The message of a `git commit -m …` (or heredoc) command: the agent's summary of a change."""
-    if match := _COMMIT_HEREDOC.search(command):
-        lines = [line.strip() for line in match.group(2).replace(" ⏎ ", "\n").splitlines() if line.strip()]
-        return " ".join(lines[:3])[:300] if lines else None
-    if match := _COMMIT_M.search(command):
-        text = match.group(1) or match.group(2) or ""
-        text = text.replace('\\"', '"').replace("\\n", " ")
-        return " ".join(text.split())[:300] or None
-    return None
