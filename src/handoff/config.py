@@ -71,6 +71,10 @@ class LifecycleSettings(BaseModel):
     expire_interval_seconds: float = Field(default=60, gt=0)
     archive_interval_seconds: float = Field(default=600, gt=0)
     purge_interval_seconds: float = Field(default=3600, gt=0)
+    handoff_accept_seconds: int = Field(
+        default=7 * 24 * 3600, ge=1, description="A handoff not accepted within this long after it is made expires."
+    )
+    expire_handoffs_interval_seconds: float = Field(default=60, gt=0)
 
 
 class BriefSettings(BaseModel):

@@ -24,6 +24,7 @@ from handoff.observability.metrics import Metrics
 from handoff.redaction import Redactor
 from handoff.resilience import BreakerState, CircuitBreaker, TransientRetry
 from handoff.services.analysis import AnalysisService
+from handoff.services.completion import CompletionService
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
@@ -106,6 +107,7 @@ class Container:
     analysis: AnalysisService
     lifecycle: LifecycleService
     jobs: JobRunner
+    completion: CompletionService
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -168,7 +170,9 @@ class Container:
         )
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
         lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
-        handoffs = HandoffService(guarded, clock, settings.limits, settings.brief, retry, cache, redactor)
+        handoffs = HandoffService(
+            guarded, clock, settings.limits, settings.brief, retry, cache, redactor, lifecycle=settings.lifecycle
+        )
         health = HealthService(DatabaseProbe(engine), cache, breaker_open=lambda: breaker.state is BreakerState.OPEN)
         capacity = 4 if is_sqlite(engine) else db.pool_size + db.max_overflow  # SQLite: engine.py's 2 + 2
         metrics.watch_pool("main", engine.pool, capacity=capacity)
@@ -193,6 +197,7 @@ class Container:
             context=context,
             analysis=AnalysisService(analyzer, context, sessions, settings.limits),
             handoffs=handoffs,
+            completion=CompletionService(guarded, settings.limits, retry),
             imports=ImportService(guarded, clock, sessions, context),
             health=health,
             metrics=metrics,

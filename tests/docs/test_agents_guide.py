@@ -95,8 +95,9 @@ def _flow_sender(ex: Example, ws: Workspace) -> None:
 def _flow_receiver(ex: Example, ws: Workspace) -> None:
     with ws.server() as server:
         handoff_id = send_flow(ws, server.url)
-        run = ws.python(ex.code, handoff_id, HANDOFF_URL=server.url)
+        run = ws.python(ex.code, HANDOFF_URL=server.url)  # no id passed: it is in codex's inbox
     assert run.returncode == 0, run.output
+    assert f"accepted {handoff_id}" in run.stdout
     assert "# Handoff brief: session `fix-login-bug`, claude-code → codex" in run.stdout
     assert "get_context(session_key=" in run.stdout  # the instructions
     assert "read 4 entries, last #4" in run.stdout

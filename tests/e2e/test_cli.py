@@ -151,10 +151,10 @@ def test_sessions_list_and_show_print_what_is_stored(db: ServerDatabase) -> None
 def test_migrate_check_reports_a_schema_changed_by_hand(db: ServerDatabase) -> None:
     assert _run(db, "migrate").returncode == 0
     assert "no drift" in _run(db, "migrate", "--check").stdout
-    drop_index_by_hand(db, "ix_handoffs_target_status")
+    drop_index_by_hand(db, "ix_handoffs_target_status_created")
     check = _run(db, "migrate", "--check")
     assert check.returncode == 1
-    assert "ix_handoffs_target_status" in check.stdout and "drift" in check.stdout
+    assert "ix_handoffs_target_status_created" in check.stdout and "drift" in check.stdout
 
 
 def drop_index_by_hand(db: ServerDatabase, index: str) -> None:

@@ -10,6 +10,7 @@ from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from handoff.container import Container
+from handoff.domain.models import HandoffStatus, HandoffType
 from handoff.errors import DatabaseUnavailable
 from handoff.observability.metrics import Metrics
 from handoff.services.lifecycle import JobReport
@@ -141,7 +142,7 @@ async def test_scrape_reports_sessions_and_handoffs_from_the_database(client: Cl
     handoffs = m.samples("handoff_handoffs")
     assert handoffs[(("handoff_type", "full_handoff"), ("status", "pending"))] == 1
     assert sum(handoffs.values()) == 1
-    assert len(handoffs) == 9  # every type x status, zeros included
+    assert len(handoffs) == len(HandoffType) * len(HandoffStatus)  # every type x status, zeros included
     assert m.value("handoff_scrape_source_up", source="inventory") == 1
     assert m.value("handoff_ready") == 1
     assert m.value("handoff_dependency_up", dependency="database") == 1

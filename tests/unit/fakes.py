@@ -22,6 +22,10 @@ from handoff.domain.models import (
     ContextType,
     EntryExcerpt,
     Handoff,
+    HandoffHeader,
+    HandoffProgress,
+    HandoffStatus,
+    HandoffType,
     ImportCursor,
     LifecycleEvent,
     NewEntry,
@@ -281,6 +285,77 @@ class FakeHandoffRepository:
         rows = [h for h in self._state.handoffs.values() if h.session_id == session_id]
         return sorted(rows, key=lambda h: h.created_at)[:limit]
 
+    async def find_progress(self, handoff_id: str) -> HandoffProgress | None:
+        found = self._state.handoffs.get(handoff_id)
+        return None if found is None else found.progress
+
+    async def set_progress(self, handoff_id: str, *, expected: HandoffStatus, progress: HandoffProgress) -> bool:
+        found = self._state.handoffs.get(handoff_id)
+        if found is None or found.status is not expected:
+            return False
+        self._state.handoffs[handoff_id] = replace(found, progress=progress)
+        return True
+
+    async def list_page(
+        self,
+        *,
+        target_agent: str | None,
+        source_agent: str | None,
+        status: HandoffStatus | None,
+        session_id: int | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[HandoffHeader]:
+        rows = [
+            h
+            for h in self._state.handoffs.values()
+            if target_agent in (None, h.target_agent)
+            and source_agent in (None, h.source_agent)
+            and status in (None, h.status)
+            and session_id in (None, h.session_id)
+            and (before is None or (h.created_at, h.handoff_id) < before)
+        ]
+        rows.sort(key=lambda h: (h.created_at, h.handoff_id), reverse=True)
+        return [
+            HandoffHeader(
+                handoff_id=h.handoff_id,
+                session_key=h.session_key,
+                source_agent=h.source_agent,
+                target_agent=h.target_agent,
+                handoff_type=h.handoff_type,
+                summary=h.summary,
+                created_at=h.created_at,
+                progress=h.progress,
+            )
+            for h in rows[:limit]
+        ]
+
+    async def pending_created_before(self, cutoff: datetime, *, limit: int) -> list[str]:
+        rows = [
+            h for h in self._state.handoffs.values() if h.status is HandoffStatus.PENDING and h.created_at <= cutoff
+        ]
+        return [h.handoff_id for h in sorted(rows, key=lambda h: (h.created_at, h.handoff_id))[:limit]]
+
+    async def count_by_type_and_status(self) -> dict[tuple[HandoffType, HandoffStatus], int]:
+        counts: dict[tuple[HandoffType, HandoffStatus], int] = {}
+        for h in self._state.handoffs.values():
+            counts[(h.handoff_type, h.status)] = counts.get((h.handoff_type, h.status), 0) + 1
+        return counts
+
+    async def session_keys_starting(self, prefix: str, *, limit: int) -> list[str]:
+        return sorted(s.session_key for s in self._state.sessions.values() if s.session_key.startswith(prefix))[:limit]
+
+    async def agents_starting(self, prefix: str, *, limit: int) -> list[str]:
+        agents = {p.agent for s in self._state.sessions.values() for p in s.participants or []}
+        return sorted(a for a in agents if a.startswith(prefix))[:limit]
+
+    async def handoff_ids_starting(self, prefix: str, *, pending_for: str | None, limit: int) -> list[str]:
+        rows = [h for h in self._state.handoffs.values() if h.handoff_id.startswith(prefix)]
+        if pending_for is None:
+            return sorted(h.handoff_id for h in rows)[:limit]
+        rows = [h for h in rows if h.target_agent == pending_for and h.status is HandoffStatus.PENDING]
+        return [h.handoff_id for h in sorted(rows, key=lambda h: (h.created_at, h.handoff_id), reverse=True)][:limit]
+
 
 class FakeEventRepository:
     def __init__(self, state: State) -> None:
@@ -404,5 +479,5 @@ def build_services(settings: Settings | None = None, clock: FakeClock | None = N
         settings=settings,
         sessions=SessionService(uow, clock, settings.limits, settings.lifecycle),
         context=ContextService(uow, clock, settings.limits),
-        handoffs=HandoffService(uow, clock, settings.limits, settings.brief),
+        handoffs=HandoffService(uow, clock, settings.limits, settings.brief, lifecycle=settings.lifecycle),
     )

@@ -349,6 +349,7 @@ async def test_full_handoff_moves_ownership_to_the_target(svc: Services) -> None
         "from_owner": "alice",
         "to_owner": "bob",
         "handoff_type": "full_handoff",
+        "handoff_id": handoff.handoff_id,
     }
 
     with pytest.raises(Forbidden, match="former_owner"):

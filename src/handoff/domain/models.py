@@ -33,9 +33,13 @@ class HandoffType(StrEnum):
 
 
 class HandoffStatus(StrEnum):
+    """pending -> accepted -> completed, or pending -> declined | expired (see domain/lifecycle.py)."""
+
     PENDING = "pending"
     ACCEPTED = "accepted"
     COMPLETED = "completed"
+    DECLINED = "declined"
+    EXPIRED = "expired"
 
 
 class ParticipantRole(StrEnum):
@@ -134,6 +138,20 @@ class NewEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class HandoffProgress:
+    """Where a handoff stands after it was made: the target's answers, each with when (and who)."""
+
+    status: HandoffStatus = HandoffStatus.PENDING
+    accepted_at: datetime | None = None
+    accepted_by: str | None = None
+    completed_at: datetime | None = None
+    completion_summary: str | None = None
+    declined_at: datetime | None = None
+    decline_reason: str | None = None
+    expired_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Handoff:
     handoff_id: str
     session_id: int
@@ -141,7 +159,6 @@ class Handoff:
     source_agent: str
     target_agent: str
     handoff_type: HandoffType
-    status: HandoffStatus
     request_data: dict[str, Any]
     brief: str
     summary: str
@@ -151,6 +168,32 @@ class Handoff:
     up_to_sequence: int
     created_at: datetime
     note: dict[str, Any] | None = None
+    progress: HandoffProgress = field(default_factory=HandoffProgress)
+    # The target's role in the session before this handoff (None: it took no part), so a handoff that is
+    # declined or expires can give back exactly what it granted.
+    target_prior_role: ParticipantRole | None = None
+
+    @property
+    def status(self) -> HandoffStatus:
+        return self.progress.status
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffHeader:
+    """A handoff as listings show it: who, what, where it stands; no brief."""
+
+    handoff_id: str
+    session_key: str
+    source_agent: str
+    target_agent: str
+    handoff_type: HandoffType
+    summary: str
+    created_at: datetime
+    progress: HandoffProgress
+
+    @property
+    def status(self) -> HandoffStatus:
+        return self.progress.status
 
 
 @dataclass(frozen=True, slots=True)

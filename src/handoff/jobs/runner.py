@@ -37,6 +37,7 @@ class JobRunner:
             "expire": settings.expire_interval_seconds,
             "archive": settings.archive_interval_seconds,
             "purge": settings.purge_interval_seconds,
+            "expire_handoffs": settings.expire_handoffs_interval_seconds,
         }
 
     async def run_once(self, job: str) -> JobReport | None:

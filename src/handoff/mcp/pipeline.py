@@ -46,9 +46,9 @@ _TOOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _CONTEXT_TYPES = frozenset(t.value for t in ContextType)
 _HANDOFF_TYPES = frozenset(t.value for t in HandoffType)
 # handoff://<collection>/<id>/<facet>: which id each collection has, and the facets that exist.
-_RESOURCE_IDS = {"sessions": "{session_key}", "handoffs": "{handoff_id}"}
-_RESOURCE_FACETS = frozenset({"context", "lifecycle"})
-_TIMED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
+_RESOURCE_IDS = {"sessions": "{session_key}", "handoffs": "{handoff_id}", "agents": "{agent}"}
+_RESOURCE_FACETS = frozenset({"context", "lifecycle", "inbox"})
+_TIMED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
 
 
 class RequestPipeline:

@@ -10,6 +10,8 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
+from handoff.domain.lifecycle import check_handoff_target
+from handoff.domain.models import HandoffStatus
 from handoff.errors import HandoffError
 
 if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
@@ -39,17 +41,37 @@ target_agent=<who takes over>, note={{...}}) with these fields (all optional):
 def register_prompts(server: MCPServer, c: Container) -> None:
     @server.prompt(name="resume_handoff", title="Resume a handoff")
     async def resume_handoff(
-        handoff_id: Annotated[str, Field(description="The handoff_id from request_handoff.")],
+        handoff_id: Annotated[str, Field(description="The handoff_id from request_handoff or your inbox.")],
+        agent: Annotated[
+            str | None,
+            Field(description="You, the target: given, a pending handoff is accepted for you as it is resumed."),
+        ] = None,
     ) -> list[UserMessage]:
-        """The brief and instructions of a handoff, as the receiving agent's opening message."""
+        """The brief and instructions of a handoff, as the receiving agent's opening message; with agent
+        (the target), a pending handoff is accepted too."""
         try:
             view = await c.handoffs.get(handoff_id)
+            accepted_now = False
+            if agent is not None:
+                check_handoff_target(view.handoff, agent.strip(), "resume")
+                if view.handoff.status is HandoffStatus.PENDING:
+                    view = await c.handoffs.accept(handoff_id, agent)
+                    accepted_now = True
         except HandoffError as error:
             raise MCPError(code=types.INVALID_PARAMS, message=error.message, data={"code": error.code}) from None
         h = view.handoff
+        if accepted_now:
+            standing = f"You have accepted this handoff ({h.handoff_id})."
+        elif h.status is HandoffStatus.PENDING:
+            standing = (
+                f"This handoff ({h.handoff_id}) is pending: accept it with "
+                f'accept_handoff(handoff_id="{h.handoff_id}", agent="{h.target_agent}") before you start.'
+            )
+        else:
+            standing = f"This handoff ({h.handoff_id}) is {h.status.value}."
         text = (
             f"You are {h.target_agent}. {h.source_agent} handed session `{h.session_key}` to you "
-            f"({h.handoff_type.value}).\n\n{h.brief}\n\n## How to continue\n{h.instructions}"
+            f"({h.handoff_type.value}). {standing}\n\n{h.brief}\n\n## How to continue\n{h.instructions}"
         )
         return [UserMessage(content=text)]
 

@@ -7,13 +7,15 @@ from urllib.parse import quote
 
 from mcp.server.mcpserver import MCPServer
 
-from handoff.domain.models import SessionStatus
+from handoff.domain.models import HandoffStatus, SessionStatus
 from handoff.errors import InvalidInput
 from handoff.mcp.errors import dump, resource_errors
 from handoff.mcp.schemas import (
     ContextPageResult,
     EntryOut,
     GetSessionResult,
+    HandoffItemOut,
+    HandoffListResult,
     HandoffOut,
     LifecycleEventOut,
     LifecycleResult,
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # only the type: importing the container would load the stora
 JSON = "application/json"
 SESSIONS_PAGE = 100
 CONTEXT_PAGE = 100
+INBOX_PAGE = 50
 
 
 class ContextResourcePage(ContextPageResult):
@@ -34,6 +37,11 @@ class ContextResourcePage(ContextPageResult):
 
 
 class SessionsResourcePage(SessionListResult):
+    next_uri: str | None = None
+
+
+class InboxResourcePage(HandoffListResult):
+    agent: str
     next_uri: str | None = None
 
 
@@ -116,8 +124,32 @@ def register_resources(server: MCPServer, c: Container) -> None:
     @server.resource("handoff://handoffs/{handoff_id}", name="handoff", title="Handoff", mime_type=JSON)
     @resource_errors
     async def handoff(handoff_id: str) -> str:
-        """A handoff: brief, summary, instructions, resource URIs."""
+        """A handoff: brief, summary, instructions, resource URIs, status and answers."""
         return dump(HandoffOut.of(await c.handoffs.get(handoff_id)))
+
+    @server.resource("handoff://agents/{agent}/inbox{?cursor}", name="inbox", title="Handoff inbox", mime_type=JSON)
+    @resource_errors
+    async def inbox(agent: str, cursor: str | None = None) -> str:
+        """Pending handoffs addressed to an agent, newest first; next_uri reads the next page."""
+        page = await c.handoffs.list_handoffs(
+            target_agent=agent,
+            source_agent=None,
+            status=HandoffStatus.PENDING.value,
+            session_key=None,
+            cursor=cursor,
+            limit=INBOX_PAGE,
+        )
+        next_uri = None
+        if page.next_cursor:
+            next_uri = f"handoff://agents/{quote(agent, safe='')}/inbox?cursor={quote(page.next_cursor)}"
+        return dump(
+            InboxResourcePage(
+                agent=agent,
+                handoffs=[HandoffItemOut.of_line(line) for line in page.handoffs],
+                next_cursor=page.next_cursor,
+                next_uri=next_uri,
+            )
+        )
 
 
 def _page_size(limit: str | None) -> int:

@@ -12,6 +12,7 @@ from handoff.domain.models import (
     ContextEntry,
     ContextType,
     Handoff,
+    HandoffHeader,
     HandoffStatus,
     HandoffType,
     LifecycleEvent,
@@ -23,7 +24,7 @@ from handoff.domain.models import (
 from handoff.domain.retention import RETENTION_NAMES
 
 if TYPE_CHECKING:  # the type only: the brief builder loads when a handoff is made
-    from handoff.services.handoffs import HandoffView
+    from handoff.services.handoffs import HandoffLine, HandoffView
 
 
 def one_of(values: Iterable[str]) -> Any:
@@ -173,44 +174,88 @@ class EntryReceipt(BaseModel):
         )
 
 
-class HandoffOut(BaseModel):
+class HandoffItemOut(BaseModel):
+    """A handoff as listings show it: who, what, and where it stands (no brief)."""
+
     handoff_id: str
+    uri: str = Field(description="The handoff's resource: brief, instructions and the rest.")
     session_key: str
-    status: HandoffStatusName
     handoff_type: HandoffTypeName
     source_agent: str
-    target_agent: str
+    target_agent: str = Field(description="The only agent that may accept, decline or complete it.")
+    status: HandoffStatusName = Field(
+        description=(
+            "pending: waiting for the target to accept or decline; accepted: the target took it up; "
+            "completed: the target finished it; declined: the target turned it down (see decline_reason); "
+            "expired: nobody accepted it in time."
+        )
+    )
+    summary: str
+    created_at: datetime
+    accept_before: datetime | None = Field(description="While pending: it expires unless accepted by then.")
+    accepted_at: datetime | None
+    accepted_by: str | None
+    completed_at: datetime | None
+    completion_summary: str | None = Field(description="What the target said when it completed the handoff.")
+    declined_at: datetime | None
+    decline_reason: str | None
+    expired_at: datetime | None
+
+    @classmethod
+    def of_line(cls, line: HandoffLine) -> HandoffItemOut:
+        return cls(**_item_fields(line.header), accept_before=line.accept_before)
+
+    @classmethod
+    def of_view(cls, view: HandoffView) -> HandoffItemOut:
+        return cls(**_item_fields(view.handoff), accept_before=view.accept_before)
+
+
+def _item_fields(h: Handoff | HandoffHeader) -> dict[str, Any]:
+    progress = h.progress
+    return {
+        "handoff_id": h.handoff_id,
+        "uri": f"handoff://handoffs/{h.handoff_id}",
+        "session_key": h.session_key,
+        "handoff_type": h.handoff_type.value,
+        "source_agent": h.source_agent,
+        "target_agent": h.target_agent,
+        "status": progress.status.value,
+        "summary": h.summary,
+        "created_at": h.created_at,
+        "accepted_at": progress.accepted_at,
+        "accepted_by": progress.accepted_by,
+        "completed_at": progress.completed_at,
+        "completion_summary": progress.completion_summary,
+        "declined_at": progress.declined_at,
+        "decline_reason": progress.decline_reason,
+        "expired_at": progress.expired_at,
+    }
+
+
+class HandoffOut(HandoffItemOut):
     brief: str = Field(description="Markdown brief, within token_budget (estimated tokens).")
     brief_tokens: int
     token_budget: int
-    summary: str
     instructions: str = Field(description="Exactly how the target fetches the rest and continues.")
     resources: list[str]
     request_data: dict[str, Any]
     note: dict[str, Any] | None = Field(default=None, description="The source agent's own handoff note, if any.")
     up_to_sequence: int = Field(description="The brief covers entries 1..up_to_sequence.")
-    created_at: datetime
 
     @classmethod
     def of(cls, view: HandoffView) -> HandoffOut:
         h: Handoff = view.handoff
         return cls(
-            handoff_id=h.handoff_id,
-            session_key=h.session_key,
-            status=h.status.value,
-            handoff_type=h.handoff_type.value,
-            source_agent=h.source_agent,
-            target_agent=h.target_agent,
+            **_item_fields(h),
+            accept_before=view.accept_before,
             brief=h.brief,
             brief_tokens=h.brief_tokens,
             token_budget=h.token_budget,
-            summary=h.summary,
             instructions=h.instructions,
             resources=view.resources,
             request_data=h.request_data,
             note=h.note,
             up_to_sequence=h.up_to_sequence,
-            created_at=h.created_at,
         )
 
 
@@ -245,6 +290,25 @@ class UpdateContextResult(BaseModel):
 
 class RequestHandoffResult(BaseModel):
     handoff: HandoffOut
+
+
+class HandoffListResult(BaseModel):
+    handoffs: list[HandoffItemOut] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as cursor to read the next page; null on the last page.")
+
+
+class HandoffAnswerResult(BaseModel):
+    handoff: HandoffItemOut
+
+
+class DeclineHandoffResult(BaseModel):
+    handoff: HandoffItemOut
+    owner_agent: str = Field(
+        description=(
+            "The session's owner now: after a declined full_handoff, the agent that handed it off "
+            "(unless the session changed hands again meanwhile)."
+        )
+    )
 
 
 class GetSessionResult(BaseModel):

@@ -14,6 +14,7 @@ import handoff
 from handoff.errors import InvalidInput, NotFound
 from handoff.logs import get_logger
 from handoff.mcp.analysis_tool import register_analysis_tool
+from handoff.mcp.completions import register_completions
 from handoff.mcp.errors import invalid_arguments, refusal, rpc_error
 from handoff.mcp.pipeline import RequestPipeline
 from handoff.mcp.prompts import register_prompts
@@ -33,8 +34,10 @@ it is written: the user's requests verbatim (metadata.role=user), your reasoning
 each command with its output as printed (tests are read for results), files you change
 (metadata.path, metadata.action). When you stop or someone else should continue: use the
 prepare_handoff prompt, then request_handoff with your note.
-As the receiving agent: read the brief in the handoff (or the resume_handoff prompt), then page
-through get_context for the full history.
+As the receiving agent: find what was handed to you with list_handoffs(target_agent=<you>,
+status="pending") (or the resource handoff://agents/<you>/inbox), accept_handoff it (or
+decline_handoff with a reason), read the brief in the handoff (or the resume_handoff prompt), then
+page through get_context for the full history; complete_handoff when the work is done.
 """
 
 
@@ -102,6 +105,7 @@ def build_server(container: Container | ContainerGate) -> MCPServer:
     register_analysis_tool(server, services)
     register_resources(server, services)
     register_prompts(server, services)
+    register_completions(server, container)
     # 2025-era clients send logging/setLevel; the SDK leaves it unanswered unless we handle it.
     server._lowlevel_server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
     return server

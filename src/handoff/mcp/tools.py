@@ -14,10 +14,15 @@ from handoff.mcp.schemas import (
     NOTE_SCHEMA,
     ContextPageResult,
     ContextTypeName,
+    DeclineHandoffResult,
     EntryOut,
     EntryReceipt,
     GetSessionResult,
+    HandoffAnswerResult,
+    HandoffItemOut,
+    HandoffListResult,
     HandoffOut,
+    HandoffStatusName,
     HandoffTypeName,
     LifecycleEventOut,
     LifecycleResult,
@@ -46,6 +51,8 @@ SessionKey = Annotated[
         json_schema_extra={"maxLength": MAX_KEY_LENGTH},
     ),
 ]
+HandoffId = Annotated[str, Field(description="The handoff_id from request_handoff, list_handoffs or the inbox.")]
+AnsweringAgent = Annotated[str, Field(description="You: the agent the handoff is addressed to (its target_agent).")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 
@@ -189,11 +196,73 @@ def register_tools(server: MCPServer, c: Container) -> None:
         return SessionListResult(sessions=[SessionOut.of(s) for s in page.sessions], next_cursor=page.next_cursor)
 
     @tool_errors
-    async def get_handoff(
-        handoff_id: Annotated[str, Field(description="The handoff_id returned by request_handoff.")],
-    ) -> RequestHandoffResult:
-        """Read a handoff: brief, summary, instructions and resource URIs."""
+    async def get_handoff(handoff_id: HandoffId) -> RequestHandoffResult:
+        """Read a handoff: brief, summary, instructions, resource URIs, and where it stands (status
+        pending/accepted/completed/declined/expired, with who answered and when)."""
         return RequestHandoffResult(handoff=HandoffOut.of(await c.handoffs.get(handoff_id)))
+
+    @tool_errors
+    async def list_handoffs(
+        target_agent: Annotated[
+            str | None, Field(description="Only handoffs addressed to this agent (your inbox: your own name).")
+        ] = None,
+        source_agent: Annotated[str | None, Field(description="Only handoffs made by this agent.")] = None,
+        status: Annotated[
+            HandoffStatusName | None, Field(description="Only handoffs in this state (pending: waiting for an answer).")
+        ] = None,
+        session_key: Annotated[str | None, Field(description="Only handoffs of this session.")] = None,
+        cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+        limit: Annotated[int, Field(description="Handoffs per page (1..500).")] = 50,
+    ) -> HandoffListResult:
+        """Find handoffs without knowing their ids, newest first: what was handed to you
+        (target_agent=<you>, status="pending"), what you handed off and whether it was accepted
+        (source_agent=<you>), or a session's handoffs. Each item has the summary and status; read the
+        brief with get_handoff."""
+        page = await c.handoffs.list_handoffs(
+            target_agent=target_agent,
+            source_agent=source_agent,
+            status=status,
+            session_key=session_key,
+            cursor=cursor,
+            limit=limit,
+        )
+        return HandoffListResult(
+            handoffs=[HandoffItemOut.of_line(line) for line in page.handoffs], next_cursor=page.next_cursor
+        )
+
+    @tool_errors
+    async def accept_handoff(handoff_id: HandoffId, agent: AnsweringAgent) -> RequestHandoffResult:
+        """Take up a pending handoff addressed to you, before you start on it. Returns the handoff with its
+        brief and instructions. Only the target may accept, and only once; a handoff not accepted in time
+        expires."""
+        return RequestHandoffResult(handoff=HandoffOut.of(await c.handoffs.accept(handoff_id, agent)))
+
+    @tool_errors
+    async def decline_handoff(
+        handoff_id: HandoffId,
+        agent: AnsweringAgent,
+        reason: Annotated[
+            str, Field(description="Why you do not take it (required): the agent that handed it off reads this.")
+        ],
+    ) -> DeclineHandoffResult:
+        """Turn down a pending handoff addressed to you, saying why. What it granted goes back: a declined
+        full_handoff returns the session to the agent that handed it off, a declined collaboration ends
+        your write access."""
+        view, owner = await c.handoffs.decline(handoff_id, agent, reason)
+        return DeclineHandoffResult(handoff=HandoffItemOut.of_view(view), owner_agent=owner)
+
+    @tool_errors
+    async def complete_handoff(
+        handoff_id: HandoffId,
+        agent: AnsweringAgent,
+        summary: Annotated[
+            str | None, Field(description="What you did and what is left, for the agent that handed it off.")
+        ] = None,
+    ) -> HandoffAnswerResult:
+        """Report an accepted handoff addressed to you as done. The session stays as it is (end it with
+        complete_session if the work as a whole is finished)."""
+        view = await c.handoffs.complete(handoff_id, agent, summary)
+        return HandoffAnswerResult(handoff=HandoffItemOut.of_view(view))
 
     @tool_errors
     async def get_lifecycle(session_key: SessionKey) -> LifecycleResult:
@@ -232,6 +301,10 @@ def register_tools(server: MCPServer, c: Container) -> None:
         (get_session, READ_ONLY),
         (list_sessions, READ_ONLY),
         (get_handoff, READ_ONLY),
+        (list_handoffs, READ_ONLY),
+        (accept_handoff, WRITE),
+        (decline_handoff, WRITE),
+        (complete_handoff, WRITE),
         (get_lifecycle, READ_ONLY),
         (complete_session, WRITE),
         (set_retention_policy, WRITE),

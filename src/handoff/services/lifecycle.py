@@ -5,10 +5,14 @@
     archive       completed|expired, `archive_after` of its policy    -> archived (content compressed)
     purge         archived, `purge_after` of its policy (never legal_hold) -> deleted
     repair        entries/handoffs without a session, counters out of step with entries
+    expire_handoffs  handoffs pending longer than `handoff_accept_seconds` -> expired (what they
+                  granted goes back, as when declined)
 
 Each session moves in its own short transaction that re-checks the condition under the row lock,
 so a job racing an append never undoes it: the append either commits first (its activity pushes
 the deadline out and the re-check fails) or finds the session already moved and is refused.
+Handoffs likewise: each expires in its own transaction under its session's lock, re-checked, so
+an accept that commits first wins and the job leaves that handoff alone.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ from typing import Any
 
 from handoff.config import LifecycleSettings
 from handoff.domain.digest import Digest
-from handoff.domain.models import Session, SessionStatus
+from handoff.domain.lifecycle import is_handoff_overdue
+from handoff.domain.models import HandoffStatus, Session, SessionStatus
 from handoff.domain.retention import POLICIES
 from handoff.errors import HandoffError, InvalidInput
 from handoff.services.ports import Clock, UnitOfWorkFactory
-from handoff.services.transitions import transition
+from handoff.services.transitions import lock_handoff, move_handoff, transition
 
 # Standard-library logging (services stay free of infrastructure); logs.py renders `extra` as JSON fields.
 log = logging.getLogger(__name__)
 
-JOBS = ("repair", "mark_dormant", "expire", "archive", "purge")
+JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs")
 MAX_DETAIL_KEYS = 100
 
 
@@ -66,6 +71,7 @@ class LifecycleService:
             "expire": self._expire,
             "archive": self._archive,
             "purge": self._purge,
+            "expire_handoffs": self._expire_handoffs,
         }
         if job not in steps:
             raise InvalidInput(f"no job named {job!r}; jobs are {', '.join(JOBS)}", {"field": "job"})
@@ -175,6 +181,33 @@ class LifecycleService:
                 except HandoffError as error:
                     report.errors += 1
                     report.note("failed", {"session_key": key, "error": error.message})
+
+    async def _expire_handoffs(self, report: JobReport) -> None:
+        now = self._clock.now()
+        accept_seconds = self._settings.handoff_accept_seconds
+        async with self._uow(write=False) as uow:
+            due = await uow.handoffs.pending_created_before(
+                now - timedelta(seconds=accept_seconds), limit=self._settings.max_sessions_per_run
+            )
+        report.examined += len(due)
+        for handoff_id in due:
+            try:
+                async with self._uow(write=True) as uow:
+                    handoff, session = await lock_handoff(uow, handoff_id)
+                    if not is_handoff_overdue(handoff, now, accept_seconds):
+                        continue  # answered since we looked
+                    await move_handoff(uow, session, handoff, HandoffStatus.EXPIRED, actor=f"job:{report.job}", now=now)
+                    await uow.commit()
+            except HandoffError as error:
+                report.errors += 1
+                report.note("failed", {"handoff_id": handoff_id, "error": error.message})
+                continue
+            report.changed += 1
+            report.note("expired", handoff_id)
+            log.info(
+                "handoff expired",
+                extra={"handoff_id": handoff_id, "session_key": handoff.session_key, "actor": report.job},
+            )
 
     async def _repair(self, report: JobReport) -> None:
         async with self._uow(write=True) as uow:

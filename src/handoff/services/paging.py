@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime, timedelta
 
 from handoff.errors import InvalidInput
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def encode_cursor(prefix: str, value: int) -> str:
@@ -29,6 +33,26 @@ def decode_cursor(cursor: str, *, prefix: str) -> int:
             {"field": "cursor"},
         ) from None
     return number
+
+
+def encode_position(prefix: str, at: datetime, key: str) -> str:
+    """A cursor for newest-first listings: the (timestamp, key) of the last row shown."""
+    micros = (at - _EPOCH) // _MICROSECOND
+    return base64.urlsafe_b64encode(f"{prefix}:{micros}:{key}".encode()).decode().rstrip("=")
+
+
+def decode_position(cursor: str, *, prefix: str) -> tuple[datetime, str]:
+    try:
+        kind, micros, key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        at = _EPOCH + int(micros) * _MICROSECOND
+        if kind != prefix or not (key.isascii() and key.isalnum()):
+            raise ValueError(kind)
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput(
+            "cursor is not one this server issued; pass the next_cursor value from the previous page",
+            {"field": "cursor"},
+        ) from None
+    return at, key
 
 
 def check_limit(limit: int, maximum: int) -> int:

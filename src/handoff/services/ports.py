@@ -15,6 +15,8 @@ from handoff.domain.models import (
     ContextType,
     EntryExcerpt,
     Handoff,
+    HandoffHeader,
+    HandoffProgress,
     HandoffStatus,
     HandoffType,
     ImportCursor,
@@ -165,9 +167,39 @@ class HandoffRepository(Protocol):
     async def get(self, handoff_id: str) -> Handoff:
         """Raise NotFound when there is no such handoff."""
 
+    async def find_progress(self, handoff_id: str) -> HandoffProgress | None:
+        """Where the handoff stands now (its status and answers), or None when there is no such handoff."""
+
+    async def set_progress(self, handoff_id: str, *, expected: HandoffStatus, progress: HandoffProgress) -> bool:
+        """Store `progress` if the handoff's status is still `expected`; False (nothing changed) otherwise."""
+
+    async def list_page(
+        self,
+        *,
+        target_agent: str | None,
+        source_agent: str | None,
+        status: HandoffStatus | None,
+        session_id: int | None,
+        before: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[HandoffHeader]:
+        """Newest first; `before` = (created_at, handoff_id) of the last row of the previous page."""
+
+    async def pending_created_before(self, cutoff: datetime, *, limit: int) -> list[str]:
+        """Ids of pending handoffs made at or before `cutoff`, oldest first."""
+
     async def list_for_session(self, session_id: int, *, limit: int) -> list[Handoff]: ...
 
     async def count_by_type_and_status(self) -> dict[tuple[HandoffType, HandoffStatus], int]: ...
+
+    async def session_keys_starting(self, prefix: str, *, limit: int) -> list[str]:
+        """Session keys that start with `prefix` (exactly, case included), in order."""
+
+    async def agents_starting(self, prefix: str, *, limit: int) -> list[str]:
+        """Names of agents that take or took part in a session, starting with `prefix`, in order."""
+
+    async def handoff_ids_starting(self, prefix: str, *, pending_for: str | None, limit: int) -> list[str]:
+        """Handoff ids starting with `prefix`; with `pending_for`, only that agent's pending ones, newest first."""
 
 
 class EventRepository(Protocol):

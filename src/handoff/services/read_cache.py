@@ -5,7 +5,9 @@ Nothing here can serve stale data: every key names the exact version of what it 
   re-registered key never collides) and its entry count as read in the same transaction, and it
   only ever holds entries up to that count. Entries never change once written, so a page keyed
   this way is true forever; an append changes the count and therefore the key.
-- A handoff record never changes after it is written.
+- A handoff's brief, instructions and the rest of what it was made with never change after it is
+  written; that is all the cache holds of it. Its progress (status, answers) changes, so it is
+  never cached: every read takes it from the database.
 The cache is never a source of truth: a miss, an error or a flushed cache only costs a DB read.
 """
 
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from handoff.domain.models import ContextEntry, ContextType, Handoff, HandoffStatus, HandoffType, Session
+from handoff.domain.models import ContextEntry, ContextType, Handoff, HandoffType, ParticipantRole, Session
 from handoff.services.ports import Cache
 
 PAGE_TTL_SECONDS = 600.0
@@ -51,9 +53,10 @@ class ReadCache:
             await self._cache.set(_page_key(session, after, limit, kinds), raw, PAGE_TTL_SECONDS)
 
     async def handoff(self, handoff_id: str) -> Handoff | None:
+        """The handoff as it was made; its `progress` is the default one: read the real one from the database."""
         if self._cache is None:
             return None
-        raw = await self._cache.get(f"handoff:v1:{handoff_id}")
+        raw = await self._cache.get(f"handoff:v2:{handoff_id}")
         return None if raw is None else _handoff_from(json.loads(raw))
 
     async def remember_handoff(self, handoff: Handoff) -> None:
@@ -61,7 +64,7 @@ class ReadCache:
             return
         raw = json.dumps(_handoff_to(handoff), ensure_ascii=False).encode()
         if len(raw) <= MAX_VALUE_BYTES:
-            await self._cache.set(f"handoff:v1:{handoff.handoff_id}", raw, HANDOFF_TTL_SECONDS)
+            await self._cache.set(f"handoff:v2:{handoff.handoff_id}", raw, HANDOFF_TTL_SECONDS)
 
 
 def _page_key(session: Session, after: int, limit: int, kinds: Sequence[ContextType] | None) -> str:
@@ -107,7 +110,6 @@ def _handoff_to(h: Handoff) -> dict[str, Any]:
         "source_agent": h.source_agent,
         "target_agent": h.target_agent,
         "handoff_type": h.handoff_type.value,
-        "status": h.status.value,
         "request_data": h.request_data,
         "note": h.note,
         "brief": h.brief,
@@ -117,6 +119,7 @@ def _handoff_to(h: Handoff) -> dict[str, Any]:
         "brief_tokens": h.brief_tokens,
         "up_to_sequence": h.up_to_sequence,
         "created_at": h.created_at.isoformat(),
+        "target_prior_role": h.target_prior_role.value if h.target_prior_role else None,
     }
 
 
@@ -125,7 +128,7 @@ def _handoff_from(data: dict[str, Any]) -> Handoff:
         **{
             **data,
             "handoff_type": HandoffType(data["handoff_type"]),
-            "status": HandoffStatus(data["status"]),
             "created_at": datetime.fromisoformat(data["created_at"]),
+            "target_prior_role": ParticipantRole(data["target_prior_role"]) if data["target_prior_role"] else None,
         }
     )

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from handoff.domain.lifecycle import check_transition, is_past_expiry
-from handoff.domain.models import LifecycleEvent, Session, SessionStatus
+from handoff.domain.lifecycle import ROLE_RANK, answered, check_handoff_move, check_transition, is_past_expiry, role_of
+from handoff.domain.models import (
+    Handoff,
+    HandoffStatus,
+    HandoffType,
+    LifecycleEvent,
+    ParticipantRole,
+    Session,
+    SessionStatus,
+)
+from handoff.errors import Conflict, NotFound
 from handoff.services.ports import UnitOfWork
 
 
@@ -69,3 +79,101 @@ async def reactivate_if_dormant(uow: UnitOfWork, session: Session, *, actor: str
 def next_expiry(session: Session, now: datetime) -> datetime:
     """Expiry slides with activity: a session expires `ttl_seconds` after its last write."""
     return now + timedelta(seconds=session.ttl_seconds)
+
+
+async def lock_handoff(uow: UnitOfWork, handoff_id: str) -> tuple[Handoff, Session]:
+    """A handoff and its session, the session locked; the handoff's progress read after the lock.
+
+    Every answer to a handoff takes its session's lock first (as request_handoff does), so once it
+    is held the progress read here is the latest, and answers to one handoff queue behind each other.
+    """
+    handoff = await uow.handoffs.get(handoff_id)
+    session = await uow.sessions.get(handoff.session_key, for_update=True)
+    progress = await uow.handoffs.find_progress(handoff_id)
+    if progress is None:  # purged with its session meanwhile
+        raise NotFound(f"no handoff with id '{handoff_id}'", {"handoff_id": handoff_id})
+    return replace(handoff, progress=progress), session
+
+
+async def move_handoff(
+    uow: UnitOfWork,
+    session: Session,
+    handoff: Handoff,
+    target: HandoffStatus,
+    *,
+    actor: str,
+    now: datetime,
+    text: str | None = None,
+) -> Handoff:
+    """Move a handoff to `target` and record it; a handoff never taken up (declined, expired) gives back
+    what it granted. `session` is the handoff's session, locked by the caller.
+
+    The UPDATE is conditional on the status read before, so of two replicas answering at once exactly
+    one moves the row; the other is told the state it found.
+    """
+    check_handoff_move(handoff.handoff_id, handoff.status, target)
+    progress = answered(handoff.progress, target, actor=actor, now=now, text=text)
+    if not await uow.handoffs.set_progress(handoff.handoff_id, expected=handoff.status, progress=progress):
+        current = await uow.handoffs.find_progress(handoff.handoff_id)
+        if current is None:
+            raise NotFound(f"no handoff with id '{handoff.handoff_id}'", {"handoff_id": handoff.handoff_id})
+        check_handoff_move(handoff.handoff_id, current.status, target)  # raises, naming the state it is in
+        raise Conflict("the handoff changed while it was being answered; try again", {"status": current.status.value})
+    details: dict[str, Any] = {
+        "handoff_id": handoff.handoff_id,
+        "handoff_type": handoff.handoff_type.value,
+        "source_agent": handoff.source_agent,
+        "target_agent": handoff.target_agent,
+        "from_status": handoff.status.value,
+        "to_status": target.value,
+    }
+    if text is not None:
+        details["reason" if target is HandoffStatus.DECLINED else "summary"] = text
+    await record_event(uow, session, reason=f"handoff {target.value}", actor=actor, now=now, details=details)
+    moved = replace(handoff, progress=progress)
+    if target in (HandoffStatus.DECLINED, HandoffStatus.EXPIRED):
+        await give_back(uow, session, moved, actor=actor, now=now)
+    return moved
+
+
+async def give_back(uow: UnitOfWork, session: Session, handoff: Handoff, *, actor: str, now: datetime) -> bool:
+    """Undo the rights a declined or expired handoff granted, unless the session has moved on since.
+
+    full_handoff: if the target still owns the session, it goes back to the source (the owner when
+    the handoff was made) and the target returns to its role before. collaboration: the target
+    stops writing unless it was a writer before. context_transfer granted only reading: nothing.
+    """
+    target, source = handoff.target_agent, handoff.source_agent
+    before = handoff.target_prior_role or ParticipantRole.READER
+    details = {"handoff_id": handoff.handoff_id, "handoff_status": handoff.status.value}
+    if handoff.handoff_type is HandoffType.FULL_HANDOFF:
+        if session.owner_agent != target:
+            return False  # the target handed it on (or it changed hands otherwise): leave it there
+        await uow.sessions.set_participant(session, target, before, now=now)
+        await uow.sessions.set_participant(session, source, ParticipantRole.OWNER, now=now)
+        await uow.sessions.set_owner(session, source, now=now)
+        await record_event(
+            uow,
+            session,
+            reason=f"ownership returned: handoff {handoff.status.value}",
+            actor=actor,
+            now=now,
+            details={**details, "from_owner": target, "to_owner": source, "role": before.value},
+        )
+        return True
+    if handoff.handoff_type is HandoffType.COLLABORATION:
+        if role_of(session, target) is not ParticipantRole.COLLABORATOR:
+            return False
+        if ROLE_RANK[before] >= ROLE_RANK[ParticipantRole.COLLABORATOR]:
+            return False  # it was a writer before this handoff
+        await uow.sessions.set_participant(session, target, before, now=now)
+        await record_event(
+            uow,
+            session,
+            reason=f"{target} is a {before.value} again: handoff {handoff.status.value}",
+            actor=actor,
+            now=now,
+            details={**details, "agent": target, "role": before.value},
+        )
+        return True
+    return False

@@ -14,9 +14,6 @@ from handoff.domain.models import (
     ContextEntry,
     ContextType,
     EntryExcerpt,
-    Handoff,
-    HandoffStatus,
-    HandoffType,
     ImportCursor,
     LifecycleEvent,
     NewEntry,
@@ -27,10 +24,10 @@ from handoff.domain.models import (
 )
 from handoff.errors import AlreadyExists, NotFound
 from handoff.storage.db import Db
+from handoff.storage.handoffs import SqlHandoffRepository as SqlHandoffRepository  # uow.py imports it from here
 from handoff.storage.packing import unpack_content
 from handoff.storage.tables import (
     context_entries,
-    handoffs,
     import_sources,
     lifecycle_events,
     session_participants,
@@ -445,60 +442,6 @@ class SqlImportRepository:
             )
 
 
-class SqlHandoffRepository:
-    def __init__(self, db: Db) -> None:
-        self._db = db
-
-    async def add(self, handoff: Handoff) -> None:
-        await self._db.execute(
-            handoffs.insert().values(
-                handoff_id=handoff.handoff_id,
-                session_id=handoff.session_id,
-                source_agent=handoff.source_agent,
-                target_agent=handoff.target_agent,
-                handoff_type=handoff.handoff_type.value,
-                status=handoff.status.value,
-                request_data=handoff.request_data,
-                note=handoff.note,
-                brief=handoff.brief,
-                summary=handoff.summary,
-                instructions=handoff.instructions,
-                token_budget=handoff.token_budget,
-                brief_tokens=handoff.brief_tokens,
-                up_to_sequence=handoff.up_to_sequence,
-                created_at=handoff.created_at,
-            )
-        )
-
-    async def get(self, handoff_id: str) -> Handoff:
-        query = (
-            sa.select(handoffs, sessions.c.session_key)
-            .join(sessions, sessions.c.id == handoffs.c.session_id)
-            .where(handoffs.c.handoff_id == handoff_id)
-        )
-        row = (await self._db.execute(query)).mappings().first()
-        if row is None:
-            raise NotFound(f"no handoff with id '{handoff_id}'", {"handoff_id": handoff_id})
-        return _handoff(row)
-
-    async def count_by_type_and_status(self) -> dict[tuple[HandoffType, HandoffStatus], int]:
-        query = sa.select(handoffs.c.handoff_type, handoffs.c.status, sa.func.count().label("n")).group_by(
-            handoffs.c.handoff_type, handoffs.c.status
-        )
-        rows = (await self._db.execute(query)).mappings()
-        return {(HandoffType(r["handoff_type"]), HandoffStatus(r["status"])): int(r["n"]) for r in rows}
-
-    async def list_for_session(self, session_id: int, *, limit: int) -> list[Handoff]:
-        query = (
-            sa.select(handoffs, sessions.c.session_key)
-            .join(sessions, sessions.c.id == handoffs.c.session_id)
-            .where(handoffs.c.session_id == session_id)
-            .order_by(handoffs.c.created_at)
-            .limit(limit)
-        )
-        return [_handoff(r) for r in (await self._db.execute(query)).mappings()]
-
-
 class SqlEventRepository:
     def __init__(self, db: Db) -> None:
         self._db = db
@@ -570,25 +513,4 @@ def _entry(row: Any) -> ContextEntry:
         content_bytes=int(row["content_bytes"]),
         content_sha256=row["content_sha256"],
         idempotency_key=row["idempotency_key"],
-    )
-
-
-def _handoff(row: Any) -> Handoff:
-    return Handoff(
-        handoff_id=row["handoff_id"],
-        session_id=row["session_id"],
-        session_key=row["session_key"],
-        source_agent=row["source_agent"],
-        target_agent=row["target_agent"],
-        handoff_type=HandoffType(row["handoff_type"]),
-        status=HandoffStatus(row["status"]),
-        request_data=dict(row["request_data"] or {}),
-        note=dict(row["note"]) if row.get("note") else None,
-        brief=row["brief"],
-        summary=row["summary"],
-        instructions=row["instructions"],
-        token_budget=row["token_budget"],
-        brief_tokens=row["brief_tokens"],
-        up_to_sequence=int(row["up_to_sequence"]),
-        created_at=utc(row["created_at"]),
     )

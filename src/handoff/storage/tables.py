@@ -123,10 +123,27 @@ handoffs = sa.Table(
     sa.Column("brief_tokens", sa.Integer, nullable=False),
     sa.Column("up_to_sequence", sa.BigInteger, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # The target's answers (see domain/lifecycle.py); each moves `status` with a conditional UPDATE.
+    sa.Column("accepted_at", Timestamp, nullable=True),
+    sa.Column("accepted_by", sa.String(128), nullable=True),
+    sa.Column("completed_at", Timestamp, nullable=True),
+    sa.Column("completion_summary", sa.Text, nullable=True),
+    sa.Column("declined_at", Timestamp, nullable=True),
+    sa.Column("decline_reason", sa.Text, nullable=True),
+    sa.Column("expired_at", Timestamp, nullable=True),
+    # The target's role before the handoff (NULL: none), restored when it is declined or expires.
+    sa.Column("target_prior_role", sa.String(16), nullable=True),
     sa.CheckConstraint(_one_of("handoff_type", HANDOFF_TYPES), name="handoff_type"),
     sa.CheckConstraint(_one_of("status", HANDOFF_STATUSES), name="status"),
-    sa.Index("ix_handoffs_session_id", "session_id"),
-    sa.Index("ix_handoffs_target_status", "target_agent", "status"),
+    sa.CheckConstraint(_one_of("target_prior_role", ROLES), name="target_prior_role"),
+    # Listings are newest first, keyset-paginated on (created_at, handoff_id), per filter: the inbox
+    # (target + status), what an agent handed off, a session's handoffs, by status (and the expiry
+    # job), and everything.
+    sa.Index("ix_handoffs_target_status_created", "target_agent", "status", "created_at", "handoff_id"),
+    sa.Index("ix_handoffs_source_created", "source_agent", "created_at", "handoff_id"),
+    sa.Index("ix_handoffs_session_created", "session_id", "created_at", "handoff_id"),
+    sa.Index("ix_handoffs_status_created", "status", "created_at", "handoff_id"),
+    sa.Index("ix_handoffs_created", "created_at", "handoff_id"),
 )
 
 lifecycle_events = sa.Table(
