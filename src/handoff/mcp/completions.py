@@ -27,6 +27,7 @@ AGENT_ARGUMENTS = frozenset({"agent", "target_agent", "source_agent"})
 
 def register_completions(server: MCPServer, container: Container | ContainerGate) -> None:
     """Serve `completion/complete` (which also advertises the `completions` capability)."""
+
     async def complete(
         ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
     ) -> types.CompleteResult:
