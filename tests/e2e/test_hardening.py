@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from mcp.client import Client
+from mcp.shared.exceptions import MCPError
 
 from handoff.services.health import HealthService
 from tests.conftest import structured, tool_error
@@ -124,3 +125,28 @@ async def test_readiness_is_false_while_the_database_circuit_is_open() -> None:
     report = await health.check_ready()
     assert report["ready"] is False
     assert "circuit open" in report["checks"][0]["error"]
+
+
+async def test_session_keys_with_a_colon_work_in_every_resource_uri(client: Client) -> None:
+    structured(await client.call_tool("register_session", {"session_key": "build:42", "source_agent": "alice"}))
+    structured(
+        await client.call_tool(
+            "update_context", {"session_key": "build:42", "context_type": "message", "content": "hi"}
+        )
+    )
+    for uri in (
+        "handoff://sessions/build:42",
+        "handoff://sessions/build%3A42",  # percent-encoded, as RFC 6570 expansion writes it
+        "handoff://sessions/build:42/context",
+        "handoff://sessions/build:42/lifecycle",
+    ):
+        result = await client.read_resource(uri)
+        assert '"build:42"' in result.contents[0].text, uri
+
+
+async def test_a_resource_limit_that_is_a_digit_only_to_unicode_is_invalid_input(client: Client) -> None:
+    structured(await client.call_tool("register_session", {"session_key": "s", "source_agent": "alice"}))
+    with pytest.raises(MCPError) as raised:
+        await client.read_resource("handoff://sessions/s/context?limit=%C2%B2")
+    assert raised.value.error.data["code"] == "invalid_input"
+    assert raised.value.error.data["field"] == "limit"

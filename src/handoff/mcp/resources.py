@@ -155,6 +155,6 @@ def register_resources(server: MCPServer, c: Container) -> None:
 def _page_size(limit: str | None) -> int:
     if limit is None:
         return CONTEXT_PAGE
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()):  # `²` is a digit to str.isdigit, not to int()
         raise InvalidInput(f"limit must be a whole number, got {limit!r}", {"field": "limit"})
     return int(limit)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
@@ -89,6 +89,10 @@ def build_server(container: Container | ContainerGate) -> MCPServer:
         title="handoff",
         version=handoff.__version__,
         instructions=INSTRUCTIONS,
+        # The SDK's default policy treats template values as file paths, so a session key like
+        # `build:42` read as a Windows drive and the URI was refused. Ours are keys and ids that the
+        # services validate (no paths anywhere); only the NUL check stays.
+        resource_security=ResourceSecurity(reject_path_traversal=False, reject_absolute_paths=False),
         log_level=container.settings.log.level,
         # The SDK's OpenTelemetryMiddleware comes first (its span per request); then our one pipeline.
         middleware=[
