@@ -66,6 +66,11 @@ class LifecycleSettings(BaseModel):
     jobs_enabled: bool = Field(default=True, description="Run the lifecycle jobs inside the server.")
     batch_size: int = Field(default=200, ge=1, description="Sessions per transaction in a job.")
     chunk_rows: int = Field(default=500, ge=1, description="Entries packed or deleted per transaction.")
+    job_write_pause_ms: float = Field(
+        default=10,
+        ge=0,
+        description="After each of a job's write transactions, pause this long (or as long as it held the lock).",
+    )
     max_sessions_per_run: int = Field(default=10_000, ge=1)
     mark_dormant_interval_seconds: float = Field(default=60, gt=0)
     expire_interval_seconds: float = Field(default=60, gt=0)

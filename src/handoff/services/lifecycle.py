@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import anyio
 
 from handoff.config import LifecycleSettings
 from handoff.domain.digest import Digest
@@ -30,7 +33,7 @@ from handoff.domain.lifecycle import is_handoff_overdue
 from handoff.domain.models import HandoffStatus, Session, SessionStatus
 from handoff.domain.retention import POLICIES
 from handoff.errors import HandoffError, InvalidInput
-from handoff.services.ports import Clock, UnitOfWorkFactory
+from handoff.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from handoff.services.transitions import lock_handoff, move_handoff, transition
 
 # Standard-library logging (services stay free of infrastructure); logs.py renders `extra` as JSON fields.
@@ -79,7 +82,7 @@ class LifecycleService:
         started = time.perf_counter()
         await steps[job](report)
         report.duration_ms = round((time.perf_counter() - started) * 1000)
-        async with self._uow(write=True) as uow:
+        async with self._write() as uow:
             await uow.maintenance.add_job_run(
                 job=job,
                 holder=self._holder,
@@ -192,7 +195,7 @@ class LifecycleService:
         report.examined += len(due)
         for handoff_id in due:
             try:
-                async with self._uow(write=True) as uow:
+                async with self._write() as uow:
                     handoff, session = await lock_handoff(uow, handoff_id)
                     if not is_handoff_overdue(handoff, now, accept_seconds):
                         continue  # answered since we looked
@@ -210,7 +213,7 @@ class LifecycleService:
             )
 
     async def _repair(self, report: JobReport) -> None:
-        async with self._uow(write=True) as uow:
+        async with self._write() as uow:
             removed = await uow.maintenance.delete_orphans()
             await uow.commit()
         report.details["orphans_removed"] = removed
@@ -220,7 +223,7 @@ class LifecycleService:
         report.examined += len(wrong)
         for session_id, key, stored, actual in wrong:
             digest = await self._rebuild_digest(key, actual)
-            async with self._uow(write=True) as uow:
+            async with self._write() as uow:
                 await uow.maintenance.fix_counters(session_id, entry_count=actual, digest_json=digest.to_json())
                 await uow.commit()
             report.changed += 1
@@ -246,6 +249,17 @@ class LifecycleService:
             )
         report.examined += len(keys)
         return keys
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[UnitOfWork]:
+        """A job's write transaction, then a pause as long as it held the write lock (at least
+        `job_write_pause_ms`). SQLite has one writer at a time and a waiting request retries on a
+        timer: a job that took the lock back at once would starve appends for seconds."""
+        started = time.monotonic()
+        async with self._uow(write=True) as uow:
+            yield uow
+        held = time.monotonic() - started
+        await anyio.sleep(max(self._settings.job_write_pause_ms / 1000, held))
 
     async def _move_each(
         self,
@@ -274,7 +288,7 @@ class LifecycleService:
     async def _move_one(
         self, key: str, still_due: Callable[[Session], bool], target: SessionStatus, reason: str, job: str
     ) -> bool:
-        async with self._uow(write=True) as uow:
+        async with self._write() as uow:
             session = await uow.sessions.find(key, for_update=True, with_participants=False)
             if session is None or not still_due(session):
                 return False  # changed since we looked: an append or another replica got there first
@@ -291,7 +305,7 @@ class LifecycleService:
         """Compress a finished session's entries, a chunk per transaction (reads unpack either form)."""
         after = 0
         while True:
-            async with self._uow(write=True) as uow:
+            async with self._write() as uow:
                 session = await uow.sessions.find(key, with_participants=False)
                 if session is None or session.status not in (SessionStatus.COMPLETED, SessionStatus.EXPIRED):
                     return
@@ -305,7 +319,7 @@ class LifecycleService:
 
     async def _purge_one(self, key: str, cutoff: datetime) -> bool:
         while True:
-            async with self._uow(write=True) as uow:
+            async with self._write() as uow:
                 session = await uow.sessions.find(key, for_update=True, with_participants=False)
                 if session is None:
                     return False
