@@ -9,8 +9,10 @@ and an import racing on the same file, a re-run after a crash — each record la
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,9 +133,46 @@ def _hook_command(settings: Settings, args: argparse.Namespace) -> None:
         check_readable_file(path)
         session_id = payload.get("session_id")
         key = f"claude-code-{session_id}" if isinstance(session_id, str) and session_id else None
-        anyio.run(_import_one, settings, path, "claude-code", key, None, args.url, _Progress(enabled=False))
+        for _ in coalesced_turns(path):
+            anyio.run(_import_one, settings, path, "claude-code", key, None, args.url, _Progress(enabled=False))
     except Exception as error:  # the agent's turn matters more than this capture
         print(f"handoff hook: {type(error).__name__}: {getattr(error, 'message', error)}", file=sys.stderr)
+
+
+def coalesced_turns(transcript: Path) -> Iterator[None]:
+    """One worker at a time per transcript; the rest leave a note and go.
+
+    Claude Code fires a hook on every tool call, so workers overlap; each would start a whole import.
+    The one that holds the transcript's lock imports, and imports once more for every note left
+    while it worked (the import is incremental, so that costs little). A worker that finds the lock
+    taken leaves its note and tries the lock once more: if the holder let go in between, this one
+    takes over, so a change is never left behind. Without flock (Windows) every worker imports.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    digest = hashlib.sha256(str(transcript.resolve()).encode()).hexdigest()[:24]
+    base = Path(tempfile.gettempdir()) / f"handoff-hook-{digest}"
+    note = base.with_suffix(".again")
+    with open(base.with_suffix(".lock"), "a") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                note.touch()
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # the holder will see the note
+            try:
+                note.unlink(missing_ok=True)
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            if not note.exists():
+                return
 
 
 def _watch_command(settings: Settings, args: argparse.Namespace) -> None:
