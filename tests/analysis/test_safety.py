@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from handoff.analysis.runner import AnalyzerLimits, SubprocessAnalyzer
-from handoff.errors import Unavailable
+from handoff.errors import Forbidden, Unavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -211,3 +211,16 @@ async def test_a_worker_that_cannot_start_is_unavailable(layout: Path) -> None:
     async with SubprocessAnalyzer([layout], command_prefix=prefix) as analyzer:
         with anyio.fail_after(30), pytest.raises(Unavailable):
             await analyzer.analyze(["good.py"], "structure")
+
+
+async def test_without_configured_roots_a_server_started_from_the_filesystem_root_reads_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir("/")
+    analyzer = SubprocessAnalyzer([])
+    try:
+        with pytest.raises(Forbidden, match="HANDOFF_ANALYSIS_ROOTS"):
+            await analyzer.analyze(["etc/passwd"], "structure")
+    finally:
+        await analyzer.aclose()
+    assert SubprocessAnalyzer([Path("/")]).roots == [Path("/")]  # set explicitly, it is honoured

@@ -29,7 +29,7 @@ import anyio
 from handoff.analysis.consolidate import finish
 from handoff.analysis.pool import EventTooLarge, WorkerPool, WorkerProcess
 from handoff.analysis.reasons import Reason, error
-from handoff.errors import Unavailable
+from handoff.errors import Forbidden, Unavailable
 from handoff.logs import get_logger
 
 log = get_logger(__name__)
@@ -62,7 +62,10 @@ class SubprocessAnalyzer:
         *,
         command_prefix: Sequence[str] = (),
     ) -> None:
-        self.roots = [Path(r) for r in roots] or [Path.cwd()]
+        # No roots configured: the working directory, unless that is the filesystem root (a service
+        # or desktop client started without one), which would open every file on the machine.
+        cwd = Path.cwd()
+        self.roots = [Path(r) for r in roots] or ([] if cwd == Path(cwd.anchor) else [cwd])
         self.limits = limits or AnalyzerLimits()
         # e.g. ("setpriv", "--reuid=analysis", ...) to run workers as another user.
         self.command = [*command_prefix, sys.executable, "-m", "handoff.analysis.worker"]
@@ -85,6 +88,12 @@ class SubprocessAnalyzer:
     async def analyze(
         self, paths: Sequence[str], analysis_type: str, progress: Progress | None = None
     ) -> dict[str, Any]:
+        if not self.roots:
+            raise Forbidden(
+                "code analysis has no roots: the server runs from / and HANDOFF_ANALYSIS_ROOTS is not set; "
+                "set it to the directories agents may analyse",
+                {"setting": "HANDOFF_ANALYSIS_ROOTS"},
+            )
         request = {
             "op": "analyse",
             "roots": [str(r) for r in self.roots],
