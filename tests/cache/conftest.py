@@ -15,29 +15,18 @@ import pytest
 import redis
 import redis.asyncio
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
+from tests.conftest import LOCAL_REDIS_URL, REDIS_URL
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    configured = os.environ.get("HANDOFF_TEST_REDIS_URL")
-    url = configured or DEFAULT_REDIS_URL
-    if not redis_answers(url):
-        reason = f"Redis at {urlsplit(url).hostname}:{urlsplit(url).port} does not answer"
-        if configured or os.environ.get("CI") == "true":
+    """The Redis tests/conftest.py found (configured, or answering at the usual local address)."""
+    if REDIS_URL is None:
+        reason = f"no Redis answers at {LOCAL_REDIS_URL}"
+        if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason + " (set HANDOFF_TEST_REDIS_URL to run the Redis cache tests)")
-    return url
+    return REDIS_URL
 
 
 @pytest.fixture
