@@ -19,6 +19,7 @@ import anyio.abc
 import handoff
 from handoff.clientconfig import add_commands as add_config_commands
 from handoff.config import Settings
+from handoff.credentials import add_commands as add_token_commands
 from handoff.domain.models import SessionStatus
 from handoff.errors import CannotStart, HandoffError
 from handoff.importer import add_commands as add_capture_commands
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_capture_commands(commands)
     add_config_commands(commands)
+    add_token_commands(commands)
 
     sessions = commands.add_parser("sessions", help="Inspect sessions.")
     sub = sessions.add_subparsers(dest="sessions_command", required=True)
@@ -145,8 +147,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         settings.http.port = args.port
     listener: socket.socket | None = None
     if (args.transport or settings.transport) == "http":
+        from handoff.http.auth import check_bind
         from handoff.http.serving import listen
 
+        check_bind(settings.http.host, settings.auth.mode)
         # Before anything else: a busy port is reported at once, not after the database is up.
         listener = listen(settings.http.host, settings.http.port)
     tracing = _start_tracing(settings)

@@ -150,6 +150,13 @@ class RedactionSettings(BaseModel):
         return patterns
 
 
+class AuthSettings(BaseModel):
+    mode: Literal["none", "tokens"] = Field(
+        default="none",
+        description="none: no authentication (loopback binds only); tokens: HTTP requests need a bearer token.",
+    )
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -174,6 +181,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     # How `handoff serve` talks to clients when --transport is not given (`handoff stdio` forces stdio):
     # MCP client launchers often cannot pass our flags, but they can always set the environment.

@@ -32,6 +32,7 @@ from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
+from handoff.services.tokens import TokenService
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
 from handoff.storage.probe import DatabaseProbe, explain_connection_failure
@@ -108,6 +109,7 @@ class Container:
     lifecycle: LifecycleService
     jobs: JobRunner
     completion: CompletionService
+    tokens: TokenService
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -199,6 +201,7 @@ class Container:
             handoffs=handoffs,
             completion=CompletionService(guarded, settings.limits, retry),
             imports=ImportService(guarded, clock, sessions, context),
+            tokens=TokenService(guarded, clock, settings.limits, retry),
             health=health,
             metrics=metrics,
             clock=clock,

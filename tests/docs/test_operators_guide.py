@@ -9,6 +9,8 @@ import json
 import re
 import socket
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import httpx
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import REDIS_URL
 from tests.docs.guide_harness import (
@@ -129,6 +133,7 @@ def _replica_env(ex: Example, ws: Workspace) -> None:
     assert loaded["HANDOFF_DATABASE_URL"].startswith("postgresql://")
     assert loaded["HANDOFF_HTTP__ALLOWED_HOSTS"] == ["handoff.example.com"]
     assert loaded["HANDOFF_DB__AUTO_MIGRATE"] is False
+    assert loaded["HANDOFF_AUTH__MODE"] == "tokens", "a replica bound to 0.0.0.0 refuses to start without auth"
 
 
 @runs("tuning-env")
@@ -148,11 +153,33 @@ def _first_migrate(ex: Example, ws: Workspace) -> None:
     assert f"schema empty -> {SCHEMA_HEAD}" in run.stdout
 
 
+@runs("token-create", "sqlite", "postgres")
+def _token_create(ex: Example, ws: Workspace) -> None:
+    ws.migrate()
+    run = ws.sh(ex.code)
+    assert run.returncode == 0, run.output
+    created = json.loads(run.stdout)
+    assert sorted(created) == ["agent", "id", "token"]
+    assert created["agent"] == "claude-code"
+    assert created["token"].startswith("hnd_")
+    listed = ws.handoff("tokens", "list", "--json")
+    assert listed.returncode == 0, listed.output
+    assert created["token"] not in listed.stdout
+    assert [t["id"] for t in json.loads(listed.stdout)] == [created["id"]]
+
+
 @runs("replica-start", "sqlite", "postgres")
 def _replica_start(ex: Example, ws: Workspace) -> None:
-    """Two replicas started by the example share the database; an allowed Host is accepted."""
+    """Two replicas started by the example share the database and its tokens; an allowed Host is accepted."""
     ws.migrate()
-    extra = serve_env(HANDOFF_HTTP__ALLOWED_HOSTS='["handoff.example.com"]', HANDOFF_DB__AUTO_MIGRATE="false")
+    created = ws.handoff("tokens", "create", "--agent", "a", "--json")
+    assert created.returncode == 0, created.output
+    bearer = {"Authorization": "Bearer " + json.loads(created.stdout)["token"]}
+    extra = serve_env(
+        HANDOFF_HTTP__ALLOWED_HOSTS='["handoff.example.com"]',
+        HANDOFF_DB__AUTO_MIGRATE="false",
+        HANDOFF_AUTH__MODE="tokens",
+    )
     if REDIS_URL:
         prefix = ws.stack.enter_context(redis_prefix(REDIS_URL))
         extra |= {"HANDOFF_REDIS_URL": REDIS_URL, "HANDOFF_CACHE__KEY_PREFIX": prefix}
@@ -162,12 +189,12 @@ def _replica_start(ex: Example, ws: Workspace) -> None:
 
         async def check() -> None:
             with anyio.fail_after(60):
-                async with Client(urls[0]) as first:
+                async with authorized(urls[0], bearer) as first:
                     await call(first, "register_session", session_key="via-replica-1", source_agent="a")
                     await call(
                         first, "update_context", session_key="via-replica-1", context_type="message", content="hi"
                     )
-                async with Client(urls[1]) as second:
+                async with authorized(urls[1], bearer) as second:
                     page = await call(second, "get_context", session_key="via-replica-1")
                     assert [e["content"] for e in page["entries"]] == ["hi"]
                 async with httpx.AsyncClient(timeout=10) as http:
@@ -176,9 +203,10 @@ def _replica_start(ex: Example, ws: Workspace) -> None:
                         assert ready.status_code == 200, ready.text
                         backends = {c["name"]: c["backend"] for c in ready.json()["checks"]}
                         assert backends["cache"] == ("redis" if REDIS_URL else "memory")
+                    assert (await http.post(urls[0], content="{}")).status_code == 401, "no token, yet served"
                     named = await http.post(
                         urls[1],
-                        headers={"Host": "handoff.example.com", "Content-Type": "application/json"},
+                        headers={"Host": "handoff.example.com", "Content-Type": "application/json", **bearer},
                         content="{}",
                     )
                     assert named.status_code != 421, "an allowed host name was refused"
@@ -187,6 +215,14 @@ def _replica_start(ex: Example, ws: Workspace) -> None:
     finally:
         codes = [replica.stop() for replica in replicas]
     assert codes == [0, 0], f"replicas did not stop cleanly on SIGTERM: {codes}"
+
+
+@asynccontextmanager
+async def authorized(url: str, headers: dict[str, str]) -> AsyncIterator[Client]:
+    """The SDK client, sending the token on every request."""
+    http = create_mcp_http_client(headers=headers)
+    async with http, Client(streamable_http_client(url, http_client=http)) as client:
+        yield client
 
 
 # -- backup and restore ------------------------------------------------------------------

@@ -262,7 +262,8 @@ def test_signal_stops_server_still_waiting_for_its_database(signum: int) -> None
 
 
 def test_wildcard_host_banner_prints_urls_that_work_and_the_allowed_hosts_hint(db_url: str) -> None:
-    process = _start(["serve", "--host", "0.0.0.0", "--port", "0"], server_env(db_url), None, subprocess.DEVNULL)
+    env = server_env(db_url, HANDOFF_AUTH__MODE="tokens")  # a wildcard bind refuses to start without auth
+    process = _start(["serve", "--host", "0.0.0.0", "--port", "0"], env, None, subprocess.DEVNULL)
     assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 30
@@ -279,5 +280,6 @@ def test_wildcard_host_banner_prints_urls_that_work_and_the_allowed_hosts_hint(d
 
         health = httpx.get(url.removesuffix("/mcp") + "/healthz", timeout=5)
         assert health.status_code == 200
+        assert httpx.post(url, content="{}", timeout=5).status_code == 401
     finally:
         _stops_on(process, signal.SIGTERM)

@@ -14,6 +14,7 @@ from handoff.container import Container
 from handoff.domain.models import HandoffStatus
 from handoff.storage import migrate
 from handoff.storage.engine import WRITE_OPTION
+from handoff.storage.revision import SCHEMA_HEAD
 from handoff.storage.tables import handoffs, sessions
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +81,7 @@ async def test_handoffs_made_before_answers_existed_become_accepted_and_never_ex
     try:
         assert (await migrate.upgrade(container.engine, "0002", schema=schema))[1] == "0002"
         await _old_handoff(container, "a" * 32)
-        assert (await migrate.upgrade(container.engine, schema=schema))[1] == "0003"
+        assert (await migrate.upgrade(container.engine, schema=schema))[1] == SCHEMA_HEAD
 
         view = await container.handoffs.get("a" * 32)
         progress = view.handoff.progress
@@ -102,7 +103,7 @@ async def test_handoffs_made_before_answers_existed_become_accepted_and_never_ex
         async with container.engine.connect() as conn:
             rows = (await conn.execute(sa.text("SELECT status FROM handoffs"))).all()
         assert [r[0] for r in rows] == ["pending"]
-        assert (await migrate.upgrade(container.engine, schema=schema))[1] == "0003"
+        assert (await migrate.upgrade(container.engine, schema=schema))[1] == SCHEMA_HEAD
         assert await container.schema_drift() == []
     finally:
         await container.close()

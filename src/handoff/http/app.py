@@ -7,15 +7,17 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from handoff.container import Container
+from handoff.http.auth import BearerAuth
 from handoff.observability.metrics import metrics_endpoint
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
-def build_http_app(server: MCPServer, container: Container) -> Starlette:
+def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
     settings = container.settings
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
@@ -41,9 +43,12 @@ def build_http_app(server: MCPServer, container: Container) -> Starlette:
     )
     # Content is limited in bytes after decoding; JSON escaping can inflate it up to 6x on the wire.
     body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
-    return server.streamable_http_app(
+    app: Starlette = server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=security,
         max_request_body_size=body_limit,
         host=settings.http.host,
     )
+    if settings.auth.mode == "tokens":
+        return BearerAuth(app, container.tokens.authenticate)
+    return app

@@ -32,6 +32,7 @@ from handoff.config import Settings
 from handoff.domain.models import ContextType, HandoffType
 from handoff.errors import ERROR_CODES, Unavailable
 from handoff.logs import get_logger, new_correlation_id
+from handoff.mcp import identity
 from handoff.mcp.errors import RequestOutcome, current_outcome, deadline_message, error_result
 from handoff.mcp.readiness import ContainerGate
 from handoff.observability.metrics import Metrics
@@ -91,6 +92,7 @@ class RequestPipeline:
             span.set_attributes(_span_attributes(fields))
         outcome = RequestOutcome()
         slot = current_outcome.set(outcome)
+        caller = identity.bind(identity.caller_of(ctx.request))  # the token's agent over HTTP, else None
         deadline = self._analysis_deadline if name == "analyze_codebase" else self._deadline
         status, result = "ok", None
         started = time.perf_counter()
@@ -135,6 +137,7 @@ class RequestPipeline:
                 raise
             finally:
                 current_outcome.reset(slot)
+                identity.unbind(caller)
                 seconds = time.perf_counter() - started
                 if isinstance(result, dict) and result.get("isError") is True:
                     status = "error"

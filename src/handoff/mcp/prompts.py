@@ -13,6 +13,7 @@ from pydantic import Field
 from handoff.domain.lifecycle import check_handoff_target
 from handoff.domain.models import HandoffStatus
 from handoff.errors import HandoffError
+from handoff.mcp.identity import acting_agent
 
 if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
     from handoff.container import Container
@@ -53,6 +54,7 @@ def register_prompts(server: MCPServer, c: Container) -> None:
             view = await c.handoffs.get(handoff_id)
             accepted_now = False
             if agent is not None:
+                agent = acting_agent(agent) or agent  # with a token: only its own agent
                 check_handoff_target(view.handoff, agent.strip(), "resume")
                 if view.handoff.status is HandoffStatus.PENDING:
                     view = await c.handoffs.accept(handoff_id, agent)

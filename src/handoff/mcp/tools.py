@@ -10,6 +10,7 @@ from pydantic import Field, WithJsonSchema
 
 from handoff.config import LimitSettings
 from handoff.mcp.errors import tool_errors
+from handoff.mcp.identity import acting_agent
 from handoff.mcp.schemas import (
     NOTE_SCHEMA,
     ContextPageResult,
@@ -75,7 +76,8 @@ def register_tools(server: MCPServer, c: Container) -> None:
         ] = None,
     ) -> RegisterSessionResult:
         """Create a session under a unique key, owned by source_agent and active until its TTL runs out."""
-        session = await c.sessions.register(session_key, source_agent, metadata or {}, ttl_seconds, retention_policy)
+        source = acting_agent(source_agent, field="source_agent") or source_agent
+        session = await c.sessions.register(session_key, source, metadata or {}, ttl_seconds, retention_policy)
         return RegisterSessionResult(session=SessionOut.of(session, {}))
 
     @tool_errors
@@ -120,7 +122,8 @@ def register_tools(server: MCPServer, c: Container) -> None:
         and its output, a file change. Call it as you go (the user's words verbatim, test output as printed),
         so a later handoff brief can carry your decisions, failing tests and open tasks. Each entry gets the
         next gap-free sequence number."""
-        result = await c.context.append(session_key, context_type, content, metadata or {}, agent, idempotency_key)
+        writer = acting_agent(agent)
+        result = await c.context.append(session_key, context_type, content, metadata or {}, writer, idempotency_key)
         return UpdateContextResult(
             entry=EntryReceipt.of(result.entry, replayed=result.replayed),
             session=SessionStateOut.of(result.session),
@@ -153,7 +156,13 @@ def register_tools(server: MCPServer, c: Container) -> None:
         instructions for fetching the full history. Write a note: the prompt prepare_handoff shows what the
         server already knows so you only add what it cannot see."""
         view = await c.handoffs.request(
-            session_key, target_agent, handoff_type, request_data or {}, token_budget, note=note
+            session_key,
+            target_agent,
+            handoff_type,
+            request_data or {},
+            token_budget,
+            note=note,
+            caller=acting_agent(None),
         )
         return RequestHandoffResult(handoff=HandoffOut.of(view))
 
@@ -235,7 +244,8 @@ def register_tools(server: MCPServer, c: Container) -> None:
         """Take up a pending handoff addressed to you, before you start on it. Returns the handoff with its
         brief and instructions. Only the target may accept, and only once; a handoff not accepted in time
         expires."""
-        return RequestHandoffResult(handoff=HandoffOut.of(await c.handoffs.accept(handoff_id, agent)))
+        view = await c.handoffs.accept(handoff_id, acting_agent(agent) or agent)
+        return RequestHandoffResult(handoff=HandoffOut.of(view))
 
     @tool_errors
     async def decline_handoff(
@@ -248,7 +258,7 @@ def register_tools(server: MCPServer, c: Container) -> None:
         """Turn down a pending handoff addressed to you, saying why. What it granted goes back: a declined
         full_handoff returns the session to the agent that handed it off, a declined collaboration ends
         your write access."""
-        view, owner = await c.handoffs.decline(handoff_id, agent, reason)
+        view, owner = await c.handoffs.decline(handoff_id, acting_agent(agent) or agent, reason)
         return DeclineHandoffResult(handoff=HandoffItemOut.of_view(view), owner_agent=owner)
 
     @tool_errors
@@ -261,7 +271,7 @@ def register_tools(server: MCPServer, c: Container) -> None:
     ) -> HandoffAnswerResult:
         """Report an accepted handoff addressed to you as done. The session stays as it is (end it with
         complete_session if the work as a whole is finished)."""
-        view = await c.handoffs.complete(handoff_id, agent, summary)
+        view = await c.handoffs.complete(handoff_id, acting_agent(agent) or agent, summary)
         return HandoffAnswerResult(handoff=HandoffItemOut.of_view(view))
 
     @tool_errors
@@ -280,7 +290,7 @@ def register_tools(server: MCPServer, c: Container) -> None:
         agent: Annotated[str | None, Field(description="Must be the owner; defaults to the owner.")] = None,
     ) -> GetSessionResult:
         """Mark a session's work as done: it becomes read-only (completed)."""
-        session = await c.sessions.complete(session_key, agent)
+        session = await c.sessions.complete(session_key, acting_agent(agent))
         return GetSessionResult(session=SessionOut.of(session))
 
     @tool_errors
@@ -290,7 +300,9 @@ def register_tools(server: MCPServer, c: Container) -> None:
         actor: Annotated[str, Field(description="Who changes it (recorded in the lifecycle events).")],
     ) -> GetSessionResult:
         """Administrative: change how long a session's history is kept (legal_hold = never purged)."""
-        session = await c.sessions.set_retention(session_key, retention_policy, actor)
+        session = await c.sessions.set_retention(
+            session_key, retention_policy, acting_agent(actor, field="actor") or actor
+        )
         return GetSessionResult(session=SessionOut.of(session))
 
     for fn, hints in (

@@ -28,7 +28,7 @@ from handoff.domain.validation import (
     validate_metadata,
     validate_session_key,
 )
-from handoff.errors import InvalidInput, InvalidState, NotFound
+from handoff.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from handoff.services.paging import check_limit, decode_position, encode_position
 from handoff.services.ports import (
     Cache,
@@ -108,7 +108,11 @@ class HandoffService:
         request_data: Any,
         token_budget: int | None,
         note: Any = None,
+        caller: str | None = None,
     ) -> HandoffView:
+        """Hand the session on. `caller` is the authenticated agent, when there is one: only the
+        owner may hand off, checked under the session's row lock so an ownership change cannot slip
+        in between the check and the handoff."""
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         target = validate_agent(target_agent, field="target_agent", max_length=self._limits.max_key_length)
         kind = parse_handoff_type(handoff_type)
@@ -136,6 +140,8 @@ class HandoffService:
                     {"status": session.status.value},
                 )
             source = session.owner_agent
+            if caller is not None and caller != source:
+                raise Forbidden(f"only the owner ({source}) may hand off session '{key}'", {"owner": source})
             if target == source:
                 raise InvalidInput(f"target_agent '{target}' already owns session '{key}'", {"field": "target_agent"})
             await reactivate_if_dormant(uow, session, actor=source, now=now)

@@ -26,6 +26,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.tokens import ApiToken
 
 
 class Clock(Protocol):
@@ -161,6 +162,18 @@ class ImportRepository(Protocol):
     async def save(self, cursor: ImportCursor, *, now: datetime) -> None: ...
 
 
+class TokenRepository(Protocol):
+    async def add(self, token: ApiToken, secret_hash: str) -> None: ...
+
+    async def find_by_hash(self, secret_hash: str) -> ApiToken | None: ...
+
+    async def list_tokens(self) -> list[ApiToken]: ...
+
+    async def revoke(self, token_id: str, *, now: datetime) -> bool:
+        """Mark it revoked (once); False when no such token exists."""
+        ...
+
+
 class HandoffRepository(Protocol):
     async def add(self, handoff: Handoff) -> None: ...
 
@@ -258,6 +271,7 @@ class UnitOfWork(Protocol):
     events: EventRepository
     maintenance: MaintenanceRepository
     imports: ImportRepository
+    tokens: TokenRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -201,3 +201,15 @@ job_runs = sa.Table(
     sa.Column("details", Json, nullable=False),
     sa.Index("ix_job_runs_job_id", "job", "id"),
 )
+
+# Bearer tokens for HTTP (HANDOFF_AUTH__MODE=tokens): only the SHA-256 of each secret is kept.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("token_id", sa.String(64), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("agent", sa.String(128), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+)

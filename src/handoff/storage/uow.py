@@ -28,6 +28,7 @@ from handoff.services.ports import (
     ImportRepository,
     MaintenanceRepository,
     SessionRepository,
+    TokenRepository,
     TransactionObserver,
     TransactionWatch,
 )
@@ -41,6 +42,7 @@ from handoff.storage.repositories import (
     SqlImportRepository,
     SqlSessionRepository,
 )
+from handoff.storage.tokens import SqlTokenRepository
 
 _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
 # SQLSTATE classes that mean "the database cannot serve right now": connection exceptions,
@@ -65,6 +67,7 @@ class _Repositories:
     events: EventRepository
     maintenance: MaintenanceRepository
     imports: ImportRepository
+    tokens: TokenRepository
 
     def _bind(self, db: Db) -> None:
         self.sessions = SqlSessionRepository(db)
@@ -73,6 +76,7 @@ class _Repositories:
         self.events = SqlEventRepository(db)
         self.maintenance = SqlMaintenanceRepository(db)
         self.imports = SqlImportRepository(db)
+        self.tokens = SqlTokenRepository(db)
 
 
 def _translate(exc: BaseException | None) -> None:
