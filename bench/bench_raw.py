@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bench_raw.py [--quick] [--calls N] [--transport stdio|http|both]
 
+Over HTTP it also measures what bearer-token authentication adds to a request (`auth_cost`).
+
 Two servers per transport, started as subprocesses the way clients start them: `handoff stdio`
 (or `handoff serve --transport http --port 0`) on a fresh SQLite file, and bench/noop_server.py on
 the same SDK. The client writes JSON-RPC by hand (stdio: one line per message; HTTP: one POST per
@@ -106,7 +108,7 @@ def stdio_client(command: list[str], env: dict[str, str]) -> Iterator[RawClient]
 
 
 @contextmanager
-def http_client(command: list[str], env: dict[str, str]) -> Iterator[RawClient]:
+def http_client(command: list[str], env: dict[str, str], token: str | None = None) -> Iterator[RawClient]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     assert process.stdout is not None
     url = None
@@ -119,6 +121,8 @@ def http_client(command: list[str], env: dict[str, str]) -> Iterator[RawClient]:
             url = match.group(1)
     http = httpx.Client(timeout=60)
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
 
     def send(message: dict[str, Any]) -> dict[str, Any] | None:
         response = http.post(url, content=json.dumps(message), headers=headers)
@@ -243,6 +247,38 @@ def run(transport: str, calls: int, entries: int) -> dict[str, Any]:
     return result
 
 
+def auth_cost(calls: int) -> dict[str, float]:
+    """p50 of the same read (`get_session`) on two servers over one database, one without
+    authentication and one with HANDOFF_AUTH__MODE=tokens, interleaved: the difference is what
+    checking a bearer token costs a request (issue 10's goal: at most 0.2 ms)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
+        env.update(HANDOFF_DATABASE_URL=f"sqlite:///{tmp}/auth.db", HANDOFF_LOG_LEVEL="WARNING")
+        subprocess.run([HANDOFF, "migrate"], env=env, check=True, capture_output=True)
+        created = subprocess.run(
+            [HANDOFF, "tokens", "create", "--agent", "bench", "--json"], env=env, check=True, capture_output=True
+        )
+        token = json.loads(created.stdout)["token"]
+        command = [HANDOFF, "serve", "--port", "0"]
+        with (
+            http_client(command, env) as open_server,
+            http_client(command, {**env, "HANDOFF_AUTH__MODE": "tokens"}, token) as guarded,
+        ):
+            open_server.call("register_session", {"session_key": "auth", "source_agent": "bench"})
+            read = {"session_key": "auth"}
+            for client in (open_server, guarded):
+                for _ in range(20):
+                    client.call("get_session", read)
+            times: dict[str, list[float]] = {"open": [], "tokens": []}
+            for _ in range(calls):
+                for name, client in (("open", open_server), ("tokens", guarded)):
+                    started = time.perf_counter()
+                    client.call("get_session", read)
+                    times[name].append((time.perf_counter() - started) * 1000)
+    p50 = {name: statistics.median(values) for name, values in times.items()}
+    return {"open_p50": round(p50["open"], 3), "tokens_p50": round(p50["tokens"], 3)}
+
+
 def report(result: dict[str, Any]) -> list[str]:
     floor = result["noop"]
     lines = [f"{result['transport']}: {'kind':<14}{'p50 ms':>9}{'p99 ms':>9}{'p50 ratio':>11}"]
@@ -281,6 +317,12 @@ def main() -> None:
         result = run(transport, calls, args.entries)
         print("\n".join(report(result)))
         print(json.dumps(result))
+    if args.transport != "stdio":
+        cost = auth_cost(calls)
+        added = cost["tokens_p50"] - cost["open_p50"]
+        print(f"http: get_session p50 {cost['open_p50']:.3f} ms open, {cost['tokens_p50']:.3f} ms with a bearer token")
+        print(f"{'PASS' if added <= 0.2 else 'MISS'}  http authentication adds {added:.3f} ms p50 <= 0.2 ms")
+        print(json.dumps({"auth": cost}))
 
 
 if __name__ == "__main__":
