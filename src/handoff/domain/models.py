@@ -150,6 +150,19 @@ class HandoffProgress:
     decline_reason: str | None = None
     expired_at: datetime | None = None
 
+    def fields(self) -> dict[str, Any]:
+        """Every field by name, the status as its value: what storage writes and results show."""
+        return {
+            "status": self.status.value,
+            "accepted_at": self.accepted_at,
+            "accepted_by": self.accepted_by,
+            "completed_at": self.completed_at,
+            "completion_summary": self.completion_summary,
+            "declined_at": self.declined_at,
+            "decline_reason": self.decline_reason,
+            "expired_at": self.expired_at,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Handoff:

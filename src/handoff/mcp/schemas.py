@@ -219,16 +219,9 @@ def _item_fields(h: Handoff | HandoffHeader) -> dict[str, Any]:
         "handoff_type": h.handoff_type.value,
         "source_agent": h.source_agent,
         "target_agent": h.target_agent,
-        "status": progress.status.value,
         "summary": h.summary,
         "created_at": h.created_at,
-        "accepted_at": progress.accepted_at,
-        "accepted_by": progress.accepted_by,
-        "completed_at": progress.completed_at,
-        "completion_summary": progress.completion_summary,
-        "declined_at": progress.declined_at,
-        "decline_reason": progress.decline_reason,
-        "expired_at": progress.expired_at,
+        **progress.fields(),
     }
 
 

@@ -58,7 +58,7 @@ class SqlHandoffRepository:
                 up_to_sequence=handoff.up_to_sequence,
                 created_at=handoff.created_at,
                 target_prior_role=handoff.target_prior_role.value if handoff.target_prior_role else None,
-                **_progress_values(handoff.progress),
+                **handoff.progress.fields(),
             )
         )
 
@@ -84,7 +84,7 @@ class SqlHandoffRepository:
         result = await self._db.execute(
             handoffs.update()
             .where(handoffs.c.handoff_id == handoff_id, handoffs.c.status == expected.value)
-            .values(**_progress_values(progress))
+            .values(**progress.fields())
         )
         return result.rowcount == 1
 
@@ -189,19 +189,6 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _progress_values(progress: HandoffProgress) -> dict[str, Any]:
-    return {
-        "status": progress.status.value,
-        "accepted_at": progress.accepted_at,
-        "accepted_by": progress.accepted_by,
-        "completed_at": progress.completed_at,
-        "completion_summary": progress.completion_summary,
-        "declined_at": progress.declined_at,
-        "decline_reason": progress.decline_reason,
-        "expired_at": progress.expired_at,
-    }
 
 
 def _progress(row: Any) -> HandoffProgress:
