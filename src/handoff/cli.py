@@ -25,6 +25,7 @@ from handoff.errors import CannotStart, HandoffError
 from handoff.importer import add_commands as add_capture_commands
 from handoff.logs import configure_logging, get_logger
 from handoff.observability.tracing import Tracing, configure_tracing, parse_headers
+from handoff.search_command import add_commands as add_search_commands
 from handoff.services.lifecycle import JOBS
 
 if TYPE_CHECKING:  # loaded by each command when it runs: `handoff stdio` answers before the storage layer loads
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     add_capture_commands(commands)
     add_config_commands(commands)
     add_token_commands(commands)
+    add_search_commands(commands)
 
     sessions = commands.add_parser("sessions", help="Inspect sessions.")
     sub = sessions.add_subparsers(dest="sessions_command", required=True)

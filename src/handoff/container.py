@@ -31,6 +31,7 @@ from handoff.services.health import HealthService
 from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
+from handoff.services.search import SearchService
 from handoff.services.sessions import SessionService
 from handoff.services.tokens import TokenService
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
@@ -110,6 +111,7 @@ class Container:
     jobs: JobRunner
     completion: CompletionService
     tokens: TokenService
+    search: SearchService
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -202,6 +204,7 @@ class Container:
             completion=CompletionService(guarded, settings.limits, retry),
             imports=ImportService(guarded, clock, sessions, context),
             tokens=TokenService(guarded, clock, settings.limits, retry),
+            search=SearchService(guarded, settings.limits, retry),
             health=health,
             metrics=metrics,
             clock=clock,

@@ -30,7 +30,8 @@ async def test_migrations_build_the_declared_schema_without_drift(tmp_path: Path
         assert (before, after) == (None, migrate.head_revision())
 
         def diff(conn: Connection) -> list[object]:
-            return list(compare_metadata(MigrationContext.configure(conn), metadata))
+            context = MigrationContext.configure(conn, opts={"include_name": migrate.include_name})
+            return list(compare_metadata(context, metadata))
 
         async with container.engine.connect() as conn:
             assert await conn.run_sync(diff) == []

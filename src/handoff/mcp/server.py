@@ -20,6 +20,7 @@ from handoff.mcp.pipeline import RequestPipeline
 from handoff.mcp.prompts import register_prompts
 from handoff.mcp.readiness import ContainerGate
 from handoff.mcp.resources import register_resources
+from handoff.mcp.search_tool import register_search_tool
 from handoff.mcp.tools import register_tools
 
 if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
@@ -107,6 +108,7 @@ def build_server(container: Container | ContainerGate) -> MCPServer:
     services = cast("Container", container)
     register_tools(server, services)
     register_analysis_tool(server, services)
+    register_search_tool(server, services)
     register_resources(server, services)
     register_prompts(server, services)
     register_completions(server, container)

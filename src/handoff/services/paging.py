@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import UTC, datetime, timedelta
 
 from handoff.errors import InvalidInput
@@ -59,3 +60,36 @@ def check_limit(limit: int, maximum: int) -> int:
     if not 1 <= limit <= maximum:
         raise InvalidInput(f"limit must be between 1 and {maximum}, got {limit}", {"field": "limit"})
     return limit
+
+
+def encode_ranked(prefix: str, score: float, key: int, snapshot: int, fingerprint: str) -> str:
+    """A cursor for ranked listings: the (score, key) of the last row shown, the snapshot the first page
+    fixed (rows added since are left out, so pages neither repeat nor skip), and what was searched."""
+    raw = f"{prefix}:{score!r}:{key}:{snapshot}:{fingerprint}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_ranked(cursor: str, *, prefix: str, fingerprint: str) -> tuple[float, int, int]:
+    """(score, key, snapshot) of a cursor `encode_ranked` made for this same search."""
+    try:
+        kind, score_text, key_text, snapshot_text, made_for = (
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        )
+        score, key, snapshot = float(score_text), int(key_text), int(snapshot_text)
+        if (
+            kind != prefix
+            or not math.isfinite(score)
+            or not (0 <= key <= MAX_POSITION and 0 <= snapshot <= MAX_POSITION)
+        ):
+            raise ValueError(kind)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput(
+            "cursor is not one this server issued; pass the next_cursor value from the previous page",
+            {"field": "cursor"},
+        ) from None
+    if made_for != fingerprint:
+        raise InvalidInput(
+            "cursor belongs to a different search: pass it with the same query and filters that returned it",
+            {"field": "cursor"},
+        )
+    return score, key, snapshot

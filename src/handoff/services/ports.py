@@ -26,6 +26,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.search import SearchHit, SearchQuery
 from handoff.domain.tokens import ApiToken
 
 
@@ -156,6 +157,29 @@ class EntryRepository(Protocol):
         ...
 
 
+class SearchRepository(Protocol):
+    """The full-text index over entries (written with them by EntryRepository.add/add_many)."""
+
+    async def last_entry_id(self) -> int:
+        """The newest entry's id (0 when there is none): a search's snapshot, fixed by its first page."""
+        ...
+
+    async def search(
+        self,
+        query: SearchQuery,
+        *,
+        session_id: int | None,
+        context_types: Sequence[ContextType] | None,
+        agent: str | None,
+        up_to_id: int,
+        after: tuple[float, int] | None,
+        limit: int,
+    ) -> list[SearchHit]:
+        """Entries matching `query` with id <= `up_to_id`, best first (equal scores newest first),
+        starting after `after` = (score, entry id) of the previous page's last hit."""
+        ...
+
+
 class ImportRepository(Protocol):
     async def find(self, session_id: int, source: str) -> ImportCursor | None: ...
 
@@ -272,6 +296,7 @@ class UnitOfWork(Protocol):
     maintenance: MaintenanceRepository
     imports: ImportRepository
     tokens: TokenRepository
+    search: SearchRepository
 
     async def __aenter__(self) -> Self: ...
 

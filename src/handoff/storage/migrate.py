@@ -64,6 +64,14 @@ async def upgrade(engine: AsyncEngine, revision: str = "head", *, schema: str | 
     return before, await current_revision(engine) or ""
 
 
+def include_name(name: str | None, type_: str, _parents: object) -> bool:
+    """What schema comparison looks at: everything but the search index, which tables.py does not
+    declare (an FTS5 table on SQLite, a tsvector table on PostgreSQL; see storage/search.py)."""
+    from handoff.storage.search import is_index_table
+
+    return not (type_ == "table" and name is not None and is_index_table(name))
+
+
 async def drift(engine: AsyncEngine) -> list[str]:
     """Differences between the live schema and the tables this code declares (empty when none)."""
     from alembic.autogenerate import compare_metadata
@@ -71,7 +79,8 @@ async def drift(engine: AsyncEngine) -> list[str]:
     from handoff.storage.tables import metadata
 
     def compare(conn: Connection) -> list[str]:
-        return [repr(diff) for diff in compare_metadata(MigrationContext.configure(conn), metadata)]
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        return [repr(diff) for diff in compare_metadata(context, metadata)]
 
     async with engine.connect() as conn:
         return await conn.run_sync(compare)

@@ -26,6 +26,7 @@ from handoff.errors import AlreadyExists, NotFound
 from handoff.storage.db import Db
 from handoff.storage.handoffs import SqlHandoffRepository as SqlHandoffRepository  # uow.py imports it from here
 from handoff.storage.packing import unpack_content
+from handoff.storage.search import insert_entries
 from handoff.storage.tables import (
     context_entries,
     import_sources,
@@ -264,9 +265,6 @@ class SqlSessionRepository:
             )
 
 
-_INSERT_ENTRY = context_entries.insert()
-
-
 def _entry_row(session_id: int, sequence_number: int, entry: NewEntry, now: datetime) -> dict[str, Any]:
     return {
         "session_id": session_id,
@@ -287,7 +285,7 @@ class SqlEntryRepository:
         self._db = db
 
     async def add(self, session_id: int, sequence_number: int, entry: NewEntry, *, now: datetime) -> ContextEntry:
-        await self._db.execute(_INSERT_ENTRY, _entry_row(session_id, sequence_number, entry, now))
+        await insert_entries(self._db, [_entry_row(session_id, sequence_number, entry, now)])  # and its index row
         return ContextEntry(
             session_id=session_id,
             sequence_number=sequence_number,
@@ -306,8 +304,8 @@ class SqlEntryRepository:
     ) -> None:
         if not entries:
             return
-        await self._db.execute(
-            _INSERT_ENTRY, [_entry_row(session_id, first_sequence + i, entry, now) for i, entry in enumerate(entries)]
+        await insert_entries(
+            self._db, [_entry_row(session_id, first_sequence + i, entry, now) for i, entry in enumerate(entries)]
         )
 
     async def existing_keys(self, session_id: int, keys: Sequence[str]) -> set[str]:

@@ -1,0 +1,43 @@
+"""Full-text search over context entries: an FTS5 table on SQLite, a tsvector table with GIN on PostgreSQL.
+
+Existing entries are indexed here, archived (packed) ones from their unpacked text, so a database
+upgraded from 0004 finds everything it held. On PostgreSQL the indexes are built after that fill (a
+GIN index builds faster in one pass than row by row). See storage/search.py for what is indexed and
+how the index stays in step with appends and deletions.
+
+SQLite keeps the index in step with deletions by a trigger on context_entries; a later migration
+that rebuilds context_entries (batch_alter_table copies and drops it, and its triggers with it) must
+create `context_search_delete` again.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-10
+"""
+
+from alembic import op
+
+from handoff.storage import search
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        op.execute(search.POSTGRES_TABLE)
+        search.backfill(bind)
+        for statement in search.POSTGRES_INDEXES:
+            op.execute(statement)
+        return
+    for statement in search.SQLITE_SCHEMA:
+        op.execute(statement)
+    search.backfill(bind)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(f"DROP TRIGGER IF EXISTS {search.SQLITE_DELETE_TRIGGER}")
+    op.execute(f"DROP TABLE IF EXISTS {search.INDEX_TABLE}")
