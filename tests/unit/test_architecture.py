@@ -111,7 +111,7 @@ def test_services_import_only_domain_config_errors_and_ports() -> None:
     assert violations("handoff.services", allowed) == []
 
 
-@pytest.mark.parametrize("entry_point", ["handoff.mcp", "handoff.http", "handoff.cli"])
+@pytest.mark.parametrize("entry_point", ["handoff.mcp", "handoff.http", "handoff.cli", "handoff.search_command"])
 def test_entry_points_never_import_storage(entry_point: str) -> None:
     # Only the composition root (handoff.container) builds and touches adapters.
     assert violations(entry_point, lambda imp: not within(imp.target, "handoff.storage")) == []

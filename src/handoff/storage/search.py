@@ -152,22 +152,18 @@ async def insert_entries(db: Db, rows: Sequence[dict[str, Any]]) -> None:
     )
 
 
-def backfill(conn: Connection, *, batch: int = 2000) -> int:
-    """Index every entry that has no index row yet, archived ones unpacked; return how many were.
+def backfill(conn: Connection, *, after_id: int = 0, batch: int = 2000) -> int:
+    """Index every entry with an id above `after_id`, archived ones unpacked; return how many.
 
-    Runs in a migration (a synchronous connection, in its transaction), in id order, a batch at a time.
+    For the migration that creates the index (so nothing is indexed yet): it runs on that migration's
+    synchronous connection and transaction, in id order, a batch at a time along the primary key.
     """
     c = context_entries.c
     postgres = conn.dialect.name == "postgresql"
-    missing: sa.ColumnElement[bool] | sa.TextClause
-    if postgres:
-        missing = ~sa.exists().where(_pg.c.entry_id == c.id)
-    else:
-        missing = sa.text(f"NOT EXISTS (SELECT 1 FROM {INDEX_TABLE} WHERE rowid = context_entries.id)")
     columns = (c.id, c.session_id, c.context_type, c.agent, c.content, c.content_codec, c.content_packed)
-    last, done = 0, 0
+    last, done = after_id, 0
     while True:
-        query = sa.select(*columns).where(c.id > last, missing).order_by(c.id).limit(batch)
+        query = sa.select(*columns).where(c.id > last).order_by(c.id).limit(batch)
         rows = conn.execute(query).mappings().all()
         if not rows:
             return done

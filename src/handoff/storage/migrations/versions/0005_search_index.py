@@ -27,6 +27,10 @@ depends_on = None
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
+        # Indexing every stored entry takes minutes on a large database: longer than the statement
+        # timeout requests run with, and the GIN build wants more memory than a request's default.
+        op.execute("SET LOCAL statement_timeout = 0")
+        op.execute("SET LOCAL maintenance_work_mem = '256MB'")
         op.execute(search.POSTGRES_TABLE)
         search.backfill(bind)
         for statement in search.POSTGRES_INDEXES:
