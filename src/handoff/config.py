@@ -80,6 +80,7 @@ class LifecycleSettings(BaseModel):
         default=7 * 24 * 3600, ge=1, description="A handoff not accepted within this long after it is made expires."
     )
     expire_handoffs_interval_seconds: float = Field(default=60, gt=0)
+    merge_search_interval_seconds: float = Field(default=60, gt=0)
 
 
 class BriefSettings(BaseModel):

@@ -333,3 +333,34 @@ async def test_an_import_batch_is_indexed_in_its_transaction(container: Containe
     again = await c.context.append_batch("batch", [NewContext("tool_call", "pytest run 0 zebracorn", {}, "k0")])
     assert again.appended == 0
     assert len(await _keys(c, "zebracorn")) == 50 and await _index_rows(c) == 50
+
+
+async def test_only_the_newest_matches_are_ranked(container: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    import handoff.storage.search
+
+    monkeypatch.setattr(handoff.storage.search, "MAX_RANKED", 5)
+    c = container
+    await _fill(c, "capped", ["pelican pelican pelican pelican, the best match, but old"])
+    await c.context.append_batch(
+        "capped", [NewContext("message", f"pelican {i} and a much longer text", {}, f"k{i}") for i in range(7)]
+    )
+    found = await _keys(c, "pelican")
+    assert sorted(found) == [("capped", n) for n in range(4, 9)]  # the newest five
+    assert await _keys(c, "pelican", session_key="capped", context_types=["message"]) == found
+    assert await _keys(c, "best pelican") == [("capped", 1)]  # a narrower query reaches it
+
+
+async def test_the_merge_job_tidies_the_index_and_searches_find_the_same(container: Container) -> None:
+    c = container
+    await c.sessions.register("merged", "alice", {}, None)
+    for i in range(40):  # forty transactions: forty small index segments on SQLite
+        await c.context.append("merged", "message", f"ocelot report {i}", {}, None, None)
+    before = await _keys(c, "ocelot report")
+    report = await c.lifecycle.run("merge_search")
+    assert report.errors == 0
+    if c.engine.dialect.name == "sqlite":
+        assert report.changed >= 1  # there was merging to do
+        assert (await c.lifecycle.run("merge_search")).changed == 0  # and now there is none
+    else:
+        assert report.changed == 0  # nothing to do on PostgreSQL
+    assert await _keys(c, "ocelot report") == before and len(before) == 40

@@ -32,6 +32,10 @@ from handoff.domain.models import ContextType
 from handoff.errors import InvalidInput
 
 MAX_QUERY_CHARS = 500
+# A search ranks at most this many matches: the newest ones. Ranking reads every candidate, so a
+# word found in 150,000 entries would cost seconds; the newest 2,000 of them cost milliseconds, and
+# more words (or a session, a type) narrow a query to what is wanted.
+MAX_RANKED = 2000
 MAX_QUERY_WORDS = 32
 MIN_PREFIX_CHARS = 3
 # What is indexed of one entry: the first 96 Ki and the last 32 Ki characters of its reduced text.

@@ -38,6 +38,7 @@ class JobRunner:
             "archive": settings.archive_interval_seconds,
             "purge": settings.purge_interval_seconds,
             "expire_handoffs": settings.expire_handoffs_interval_seconds,
+            "merge_search": settings.merge_search_interval_seconds,
         }
 
     async def run_once(self, job: str) -> JobReport | None:

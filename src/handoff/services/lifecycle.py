@@ -7,6 +7,8 @@
     repair        entries/handoffs without a session, counters out of step with entries
     expire_handoffs  handoffs pending longer than `handoff_accept_seconds` -> expired (what they
                   granted goes back, as when declined)
+    merge_search  merges the small pieces appends add to the search index (SQLite), a little per
+                  transaction, so searches stay fast and appends never wait for a merge
 
 Each session moves in its own short transaction that re-checks the condition under the row lock,
 so a job racing an append never undoes it: the append either commits first (its activity pushes
@@ -39,7 +41,8 @@ from handoff.services.transitions import lock_handoff, move_handoff, transition
 # Standard-library logging (services stay free of infrastructure); logs.py renders `extra` as JSON fields.
 log = logging.getLogger(__name__)
 
-JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs")
+JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs", "merge_search")
+MERGE_PAGES = 200  # of index work per transaction: a few milliseconds holding the write lock
 MAX_DETAIL_KEYS = 100
 
 
@@ -75,6 +78,7 @@ class LifecycleService:
             "archive": self._archive,
             "purge": self._purge,
             "expire_handoffs": self._expire_handoffs,
+            "merge_search": self._merge_search,
         }
         if job not in steps:
             raise InvalidInput(f"no job named {job!r}; jobs are {', '.join(JOBS)}", {"field": "job"})
@@ -211,6 +215,16 @@ class LifecycleService:
                 "handoff expired",
                 extra={"handoff_id": handoff_id, "session_key": handoff.session_key, "actor": report.job},
             )
+
+    async def _merge_search(self, report: JobReport) -> None:
+        for _ in range(self._settings.max_sessions_per_run):
+            async with self._write() as uow:
+                merged = await uow.search.merge(pages=MERGE_PAGES)
+                await uow.commit()
+            report.examined += 1
+            if not merged:
+                return
+            report.changed += 1
 
     async def _repair(self, report: JobReport) -> None:
         async with self._write() as uow:

@@ -179,6 +179,14 @@ class SearchRepository(Protocol):
         starting after `after` = (score, entry id) of the previous page's last hit."""
         ...
 
+    async def merge(self, *, pages: int) -> bool:
+        """Tidy the index by about `pages` pages of work; False when there was nothing to do.
+
+        Appends leave it to this (SQLite: each append writes a small FTS5 segment and merges none,
+        so appends stay cheap; this job merges them). PostgreSQL's GIN index needs nothing: False.
+        """
+        ...
+
 
 class ImportRepository(Protocol):
     async def find(self, session_id: int, source: str) -> ImportCursor | None: ...

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.engine import Connection
 
 from handoff.domain.models import ContextType
-from handoff.domain.search import SearchHit, SearchQuery, Term, index_text
+from handoff.domain.search import MAX_RANKED, SearchHit, SearchQuery, Term, index_text
 from handoff.storage.db import Db
 from handoff.storage.packing import PLAIN, unpack_content
 from handoff.storage.tables import context_entries
@@ -52,12 +52,17 @@ def is_index_table(name: str) -> bool:
 
 SQLITE_SCHEMA = (
     # unicode61 only ever meets letters, digits and spaces here; diacritics stay significant, as on
-    # PostgreSQL's `simple` configuration. prefix='3': word* queries read a prefix index.
-    f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5("
-    "body, scope, tokenize = 'unicode61 remove_diacritics 0', prefix = '3')",
+    # PostgreSQL's `simple` configuration. No prefix index: it made every append write a quarter
+    # more, and word* (3+ letters) reads the terms it covers off the main index fast enough.
+    f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5(body, scope, tokenize = 'unicode61 remove_diacritics 0')",
+    # Appends never merge segments (automerge 0; only a level of 64 would force it): each append
+    # writes its own small segment and the merge_search job merges them, off the append path.
+    f"INSERT INTO {INDEX_TABLE} ({INDEX_TABLE}, rank) VALUES ('automerge', 0)",
+    f"INSERT INTO {INDEX_TABLE} ({INDEX_TABLE}, rank) VALUES ('crisismerge', 64)",
     f"CREATE TRIGGER {SQLITE_DELETE_TRIGGER} AFTER DELETE ON context_entries BEGIN "
     f"DELETE FROM {INDEX_TABLE} WHERE rowid = old.id; END",
 )
+SQLITE_OPTIMIZE = f"INSERT INTO {INDEX_TABLE} ({INDEX_TABLE}) VALUES ('optimize')"
 POSTGRES_TABLE = (
     f"CREATE TABLE {INDEX_TABLE} ("
     "entry_id BIGINT NOT NULL, session_id BIGINT NOT NULL, context_type VARCHAR(16) NOT NULL, "
@@ -244,6 +249,10 @@ def _details(hits: str, dialect: str) -> str:
     )
 
 
+_TOTAL_CHANGES = sa.text("SELECT total_changes()")
+_MERGE = sa.text(f"INSERT INTO {INDEX_TABLE} ({INDEX_TABLE}, rank) VALUES ('merge', :b_pages)")
+_CUSTOM_PLANS = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
+
 # Ranked best first; equal scores newest first. A page after `after` = (score, entry_id) continues
 # exactly where the previous one stopped.
 _KEYSET = "(:b_first OR score < :b_score OR (score = :b_score AND entry_id < :b_after))"
@@ -252,6 +261,14 @@ _KEYSET = "(:b_first OR score < :b_score OR (score = :b_score AND entry_id < :b_
 class SqlSearchRepository:
     def __init__(self, db: Db) -> None:
         self._db = db
+
+    async def merge(self, *, pages: int) -> bool:
+        if self._db.dialect != "sqlite":
+            return False  # GIN's pending list is merged by (auto)vacuum
+        before = (await self._db.execute(_TOTAL_CHANGES)).scalar_one()
+        await self._db.execute(_MERGE, {"b_pages": pages})
+        # FTS5's documented test: fewer than two changed rows means the merge found nothing to do.
+        return bool((await self._db.execute(_TOTAL_CHANGES)).scalar_one() - before >= 2)
 
     async def last_entry_id(self) -> int:
         result = await self._db.execute(sa.select(sa.func.coalesce(sa.func.max(context_entries.c.id), 0)))
@@ -276,8 +293,13 @@ class SqlSearchRepository:
             "b_limit": limit,
             "b_head": HIT_HEAD_CHARS,
             "b_tail": HIT_TAIL_CHARS,
+            "b_ranked": MAX_RANKED,
         }
         if self._db.dialect == "postgresql":
+            # Plan for this query's words: a plan cached for "some words" (asyncpg prepares the
+            # statement, and PostgreSQL switches to a generic plan after five runs) cannot tell a
+            # word in 300 entries from one in 300,000 and picked scans ten times slower.
+            await self._db.execute(_CUSTOM_PLANS)
             hits = self._postgres_hits(query, session_id, context_types, agent, params)
         else:
             params["b_match"] = fts5_match(query, session_id=session_id, context_types=context_types, agent=agent)
@@ -286,10 +308,16 @@ class SqlSearchRepository:
             # length), so a page continues from where its anchor (the previous page's last hit)
             # ranks now, read again, rather than from the score the cursor remembers: the order
             # among entries hardly ever changes, their absolute scores do at every append.
+            # Only the newest MAX_RANKED matches are ranked: the cut is the rowid of the last of
+            # them, read off the index without scoring anything (FTS5 walks its doclists backwards).
             bm25 = f"-bm25({INDEX_TABLE}, 1.0, 0.0)"
+            cut = (
+                f"SELECT coalesce((SELECT rowid FROM {INDEX_TABLE} WHERE {INDEX_TABLE} MATCH :b_match "
+                "AND rowid <= :b_upto ORDER BY rowid DESC LIMIT 1 OFFSET :b_ranked - 1), 0)"
+            )
             ranked = (
                 f"SELECT rowid AS entry_id, {bm25} AS score FROM {INDEX_TABLE} "
-                f"WHERE {INDEX_TABLE} MATCH :b_match AND rowid <= :b_upto"
+                f"WHERE {INDEX_TABLE} MATCH :b_match AND rowid <= :b_upto AND rowid >= ({cut})"
             )
             anchor = f"SELECT {bm25} FROM {INDEX_TABLE} WHERE {INDEX_TABLE} MATCH :b_match AND rowid = :b_after"
             hits = (
@@ -330,7 +358,17 @@ class SqlSearchRepository:
         if agent is not None:
             params["b_agent"] = agent
             where.append("EXISTS (SELECT 1 FROM context_entries w WHERE w.id = cs.entry_id AND w.agent = :b_agent)")
-        ranked = f"SELECT cs.entry_id, {score} AS score FROM {INDEX_TABLE} cs WHERE {' AND '.join(where)}"
+        # Only the newest MAX_RANKED matches are ranked: for a common word the planner then walks the
+        # primary key backwards and stops at the cap instead of fetching every match. Not for a
+        # phrase: words that are common together can be rare side by side, and that walk would read
+        # the whole table looking for them; `+ 0` keeps it to the index (fetch the matches, sort).
+        phrase = any(t.is_phrase for t in query.positive_terms())
+        order = "cs.entry_id + 0" if phrase else "cs.entry_id"
+        newest = (
+            f"SELECT cs.entry_id, cs.document FROM {INDEX_TABLE} cs WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} DESC LIMIT :b_ranked"
+        )
+        ranked = f"SELECT cs.entry_id, {score} AS score FROM ({newest}) AS cs"
         return (
             f"SELECT entry_id, score FROM ({ranked}) AS ranked WHERE {_KEYSET} "
             "ORDER BY score DESC, entry_id DESC LIMIT :b_limit"
