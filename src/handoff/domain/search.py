@@ -58,25 +58,54 @@ _CJK_CLASS = (
     "\U00020000-\U0003134f"
 )
 _CJK = re.compile(f"[{_CJK_CLASS}]")
-_SEPARATORS = re.compile(r"[\W_]+")  # anything but letters and digits
 _WORD_CHAR = r"[^\W_]"
-_LONG_WORDS = re.compile(rf"\S{{{MAX_WORD_CHARS + 1},}}")
 
 
 def index_text(text: str) -> str:
-    """The words of `text` as the index holds them: NFKC, case-folded, separated by single spaces."""
-    reduced = unicodedata.normalize("NFKC", text).casefold()
-    if _CJK.search(reduced):
-        reduced = _CJK.sub(r" \g<0> ", reduced)
-    reduced = _SEPARATORS.sub(" ", reduced)
-    if len(reduced) > MAX_WORD_CHARS:
-        reduced = _LONG_WORDS.sub(" ", reduced)
-    reduced = reduced.strip()
-    if len(reduced) > INDEX_HEAD_CHARS + INDEX_TAIL_CHARS:
-        head = reduced[:INDEX_HEAD_CHARS].rsplit(" ", 1)[0]
-        tail = reduced[-INDEX_TAIL_CHARS:].split(" ", 1)[-1]
-        reduced = f"{head} {tail}"
-    return " ".join(reduced.split()) if "  " in reduced else reduced
+    """The words of `text` as the index holds them: NFKC, case-folded, separated by single spaces.
+
+    Of a long text, the words of its first INDEX_HEAD_CHARS and last INDEX_TAIL_CHARS characters
+    (reduced): the work is bounded by those, not by the text's length (an 8 MiB log costs ~50 ms).
+    """
+    if len(text) <= _RAW_HEAD + _RAW_TAIL:
+        reduced = _reduce(text)
+        if len(reduced) <= INDEX_HEAD_CHARS + INDEX_TAIL_CHARS:
+            return reduced
+        head, tail = reduced, reduced
+    else:
+        head, tail = _reduce(text[:_RAW_HEAD]), _reduce(text[-_RAW_TAIL:])
+    head = head[:INDEX_HEAD_CHARS].rsplit(" ", 1)[0] if len(head) > INDEX_HEAD_CHARS else head
+    tail = tail[-INDEX_TAIL_CHARS:].split(" ", 1)[-1] if len(tail) > INDEX_TAIL_CHARS else tail
+    return f"{head} {tail}".strip()
+
+
+# Raw characters read for the head and the tail: reducing only shortens text, except where NFKC
+# expands a character or a CJK character gains a space, so four times the indexed length is ample.
+_RAW_HEAD = 4 * INDEX_HEAD_CHARS
+_RAW_TAIL = 4 * INDEX_TAIL_CHARS
+# ASCII text (most of what agents write) takes a fast path: NFKC leaves it alone, lower() is its
+# case fold, and one translate() replaces the separators.
+_ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+
+
+def _reduce(text: str) -> str:
+    if text.isascii():
+        spaced = text.lower().translate(_ASCII_SEPARATORS)
+    else:
+        # One pass either way: a table for just the characters this text holds (a few hundred,
+        # whatever its length) turns separators into spaces and sets each CJK character apart.
+        spaced = unicodedata.normalize("NFKC", text).casefold()
+        table: dict[int, str] = {}
+        for char in set(spaced):
+            if _CJK.match(char):
+                table[ord(char)] = f" {char} "
+            elif not char.isalnum():  # what the regexes below call a separator, [\W_]
+                table[ord(char)] = " "
+        spaced = spaced.translate(table)
+    words = spaced.split()
+    if any(len(w) > MAX_WORD_CHARS for w in words):
+        words = [w for w in words if len(w) <= MAX_WORD_CHARS]
+    return " ".join(words)
 
 
 def _words(text: str) -> list[str]:
