@@ -364,3 +364,20 @@ async def test_the_merge_job_tidies_the_index_and_searches_find_the_same(contain
     else:
         assert report.changed == 0  # nothing to do on PostgreSQL
     assert await _keys(c, "ocelot report") == before and len(before) == 40
+
+
+async def test_a_long_archived_entry_gets_a_snippet_from_its_head(settings: Settings, clock: FakeClock) -> None:
+    import random
+
+    rng = random.Random(4)
+    noise = " ".join("".join(rng.choice("abcdefghij") for _ in range(8)) for _ in range(40_000))  # packs poorly
+    async with Container.build(settings, clock=clock) as c:
+        await _fill(c, "bigold", [f"HEADWORD {noise} TAILWORD"])
+        await c.sessions.complete("bigold", None)
+        clock.advance(7 * DAY + 1)
+        assert (await c.lifecycle.run("archive")).changed == 1
+        head = (await c.search.search("headword")).results[0].snippet
+        assert head.startswith("«HEADWORD»")
+        tail = (await c.search.search("tailword")).results
+        assert [r.sequence_number for r in tail] == [1]  # found (the index holds the tail) ...
+        assert tail[0].snippet.startswith("HEADWORD")  # ... its snippet is the entry's head

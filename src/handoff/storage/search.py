@@ -32,15 +32,16 @@ from sqlalchemy.engine import Connection
 from handoff.domain.models import ContextType
 from handoff.domain.search import MAX_RANKED, SearchHit, SearchQuery, Term, index_text
 from handoff.storage.db import Db
-from handoff.storage.packing import PLAIN, unpack_content
+from handoff.storage.packing import PLAIN, unpack_content, unpack_head
 from handoff.storage.tables import context_entries
 
 INDEX_TABLE = "context_search"
 SQLITE_DELETE_TRIGGER = "context_search_delete"
-# How much of an entry's own text a hit carries for its snippet: at least what the index holds
-# (index_text keeps the first 96 Ki and last 32 Ki characters of the reduced text).
-HIT_HEAD_CHARS = 128 * 1024
-HIT_TAIL_CHARS = 32 * 1024
+# How much of an entry's own text a hit carries for its snippet (a page of 500 hits on 8 MiB entries
+# must not read 4 GB): a match deeper inside a long entry gets a snippet of the entry's head.
+HIT_HEAD_CHARS = 16 * 1024
+HIT_TAIL_CHARS = 4 * 1024
+_PACKED_WHOLE_BYTES = 64 * 1024  # packed entries up to this size are unpacked whole (head and tail)
 
 
 def is_index_table(name: str) -> bool:
@@ -378,10 +379,12 @@ class SqlSearchRepository:
 def _hit(row: Any) -> SearchHit:
     if row["content_codec"] == PLAIN:
         text = row["head"] + ("\n" + row["tail"] if row["tail"] else "")
-    else:
+    elif len(row["packed"]) <= _PACKED_WHOLE_BYTES:
         whole = unpack_content("", row["content_codec"], row["packed"])
         cut = len(whole) > HIT_HEAD_CHARS + HIT_TAIL_CHARS
         text = whole[:HIT_HEAD_CHARS] + "\n" + whole[-HIT_TAIL_CHARS:] if cut else whole
+    else:
+        text = unpack_head(row["content_codec"], row["packed"], HIT_HEAD_CHARS)
     return SearchHit(
         entry_id=int(row["entry_id"]),
         session_key=row["session_key"],
