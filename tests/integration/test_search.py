@@ -381,3 +381,23 @@ async def test_a_long_archived_entry_gets_a_snippet_from_its_head(settings: Sett
         tail = (await c.search.search("tailword")).results
         assert [r.sequence_number for r in tail] == [1]  # found (the index holds the tail) ...
         assert tail[0].snippet.startswith("HEADWORD")  # ... its snippet is the entry's head
+
+
+async def test_text_that_cannot_be_stored_is_refused_and_odd_text_is_searchable(container: Container) -> None:
+    c = container
+    await c.sessions.register("odd", "alice", {}, None)
+    for bad in ("nul\x00inside", "lone \ud800 surrogate"):
+        with pytest.raises(InvalidInput):
+            await c.context.append("odd", "message", bad, {}, None, None)
+    odd = [
+        "combining e\u0301 and RTL \u202eevil\u202c marks",
+        "zwj family 👨\u200d👩\u200d👧 emoji and private \ue000 use",
+        "ａｂｃ１２３ fullwidth and ﬁ ligature",
+        "",
+    ]
+    for text in odd:
+        await c.context.append("odd", "message", text, {}, None, None)
+    assert await _keys(c, "evil") == [("odd", 1)]
+    assert await _keys(c, "family emoji") == [("odd", 2)]
+    assert await _keys(c, "abc123 fi") == [("odd", 3)]
+    assert await _index_rows(c) == 4  # the empty entry too: it is simply found by nothing
