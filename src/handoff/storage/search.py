@@ -250,7 +250,6 @@ def _details(hits: str, dialect: str) -> str:
     )
 
 
-_FIRST_SLICE = 16 * 1024  # entry ids in the newest slice a PostgreSQL search reads (see _postgres_cut)
 _TOTAL_CHANGES = sa.text("SELECT total_changes()")
 _MERGE = sa.text(f"INSERT INTO {INDEX_TABLE} ({INDEX_TABLE}, rank) VALUES ('merge', :b_pages)")
 _CUSTOM_PLANS = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
@@ -302,7 +301,7 @@ class SqlSearchRepository:
             # statement, and PostgreSQL switches to a generic plan after five runs) cannot tell a
             # word in 300 entries from one in 300,000 and picked scans ten times slower.
             await self._db.execute(_CUSTOM_PLANS)
-            hits = await self._postgres_hits(query, session_id, context_types, agent, params)
+            hits = self._postgres_hits(query, session_id, context_types, agent, params)
         else:
             params["b_match"] = fts5_match(query, session_id=session_id, context_types=context_types, agent=agent)
             # bm25 is lower for better matches; the body column alone counts (scope weighs 0). Its
@@ -331,8 +330,8 @@ class SqlSearchRepository:
         rows = await self._db.fetch_mappings(sa.text(_details(hits, self._db.dialect)), params)
         return [_hit(r) for r in rows]
 
-    async def _postgres_hits(
-        self,
+    @staticmethod
+    def _postgres_hits(
         query: SearchQuery,
         session_id: int | None,
         context_types: Sequence[ContextType] | None,
@@ -347,7 +346,7 @@ class SqlSearchRepository:
         if proximity is not None:
             params["b_phrase"] = proximity
             score += " + ts_rank_cd(cs.document, to_tsquery('simple', :b_phrase), 1)"
-        where = [f"cs.document @@ {tsquery}"]
+        where = [f"cs.document @@ {tsquery}", "cs.entry_id <= :b_upto"]
         if session_id is not None:
             params["b_session"] = session_id
             where.append("cs.session_id = :b_session")
@@ -360,41 +359,21 @@ class SqlSearchRepository:
         if agent is not None:
             params["b_agent"] = agent
             where.append("EXISTS (SELECT 1 FROM context_entries w WHERE w.id = cs.entry_id AND w.agent = :b_agent)")
-        matching = " AND ".join(where)
-        params["b_cut"] = await self._postgres_cut(matching, params, whole=session_id is not None)
-        ranked = (
-            f"SELECT cs.entry_id, {score} AS score FROM {INDEX_TABLE} cs "
-            f"WHERE {matching} AND cs.entry_id >= :b_cut AND cs.entry_id <= :b_upto"
+        # Only the newest MAX_RANKED matches are ranked: for a common word the planner then walks the
+        # primary key backwards and stops at the cap instead of fetching every match. Not for a
+        # phrase: words that are common together can be rare side by side, and that walk would read
+        # the whole table looking for them; `+ 0` keeps it to the index (fetch the matches, sort).
+        phrase = any(t.is_phrase for t in query.positive_terms())
+        order = "cs.entry_id + 0" if phrase else "cs.entry_id"
+        newest = (
+            f"SELECT cs.entry_id, cs.document FROM {INDEX_TABLE} cs WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} DESC LIMIT :b_ranked"
         )
+        ranked = f"SELECT cs.entry_id, {score} AS score FROM ({newest}) AS cs"
         return (
             f"SELECT entry_id, score FROM ({ranked}) AS ranked WHERE {_KEYSET} "
             "ORDER BY score DESC, entry_id DESC LIMIT :b_limit"
         )
-
-    async def _postgres_cut(self, matching: str, params: dict[str, Any], *, whole: bool) -> int:
-        """The id of the MAX_RANKED-th newest match (0 when fewer match): only matches from there on
-        are ranked.
-
-        Found slice by slice, newest entries first (16 Ki ids, then four times wider each time),
-        so PostgreSQL reads the heap rows of the matches in one slice (a bitmap of the GIN index
-        ANDed with the primary key's range) and a common word stops after its newest slice instead
-        of fetching all of its 150,000 matches. Within one session the session's index bounds the
-        work already: one slice.
-        """
-        statement = sa.text(
-            f"SELECT cs.entry_id FROM {INDEX_TABLE} cs WHERE {matching} "
-            "AND cs.entry_id > :b_lo AND cs.entry_id <= :b_hi ORDER BY cs.entry_id + 0 DESC LIMIT :b_need"
-        )
-        need, high, width = MAX_RANKED, int(params["b_upto"]), _FIRST_SLICE
-        while True:
-            low = 0 if whole else max(0, high - width)
-            rows = await self._db.fetch_mappings(statement, {**params, "b_lo": low, "b_hi": high, "b_need": need})
-            need -= len(rows)
-            if need <= 0:
-                return int(rows[-1]["entry_id"])
-            if low == 0:
-                return 0
-            high, width = low, width * 4
 
 
 def _hit(row: Any) -> SearchHit:
