@@ -7,13 +7,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from handoff.services.health import HealthService
 from tests.conftest import structured, tool_error
-from tests.e2e.servers import HANDOFF, server_env
+from tests.e2e.servers import HANDOFF, http_server, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +151,17 @@ async def test_a_resource_limit_that_is_a_digit_only_to_unicode_is_invalid_input
         await client.read_resource("handoff://sessions/s/context?limit=%C2%B2")
     assert raised.value.error.data["code"] == "invalid_input"
     assert raised.value.error.data["field"] == "limit"
+
+
+def test_health_and_metrics_refuse_a_foreign_host_on_a_loopback_bind(tmp_path: Path) -> None:
+    # A page on another site that rebinds its name to 127.0.0.1 sends its own name as Host.
+    with http_server(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}") as server:
+        port = server.base.rsplit(":", 1)[1]
+        with httpx.Client(base_url=server.base, timeout=10) as http:
+            for path in ("/healthz", "/readyz", "/metrics"):
+                foreign = http.get(path, headers={"Host": f"rebind.example:{port}"})
+                assert foreign.status_code == 421, (path, foreign.status_code, foreign.text[:200])
+                assert "handoff_" not in foreign.text
+                own = http.get(path)
+                assert own.status_code == 200, (path, own.status_code)
+            assert "handoff_" in http.get("/metrics").text
