@@ -126,7 +126,8 @@ def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w
     salient = [s for s in _ranked_sentences(digest) if s.category == "constraint" or s.seq not in shown_requests]
     constraints = [s for s in salient if s.category == "constraint" and s.role in ("user", "marker", "instructions")]
     rejected = [s for s in salient if s.category == "rejected"]
-    findings = [s for s in salient if s not in constraints and s not in rejected and s.category != "task"]
+    placed = {id(s) for s in constraints} | {id(s) for s in rejected}
+    findings = [s for s in salient if id(s) not in placed and s.category != "task"]
     steps = [s for s in salient if s.category == "task"]
     sections = [
         Section("Handoff note from the agent", 6.0, [*_note_lines(ctx)], decay=0.98, cap=0.4),

@@ -141,9 +141,26 @@ def select(sections: list[Section], room: int, cost: Callable[[str], int], clip:
             found = prices[text] = cost(text)
         return found
 
+    # Each section's next line as last weighed: (text, price, value). It stays true until the line
+    # no longer fits, its section takes a line, or a chosen line makes one of its terms known;
+    # weighing every section's line afresh on every pick was most of what choosing cost.
+    weighed: dict[int, tuple[str, int, float]] = {}
+    weighed_by_term: dict[str, set[int]] = {}  # which sections' weighed lines hold a term
+    open_sections = list(sections)
     while True:
         best: tuple[float, Section, str, int] | None = None
-        for section in sections:
+        for section in open_sections:
+            limit = min(room - used, int(room * section.cap) - section.used)
+            last = weighed.get(id(section))
+            if (
+                last is not None
+                and last[1] <= limit
+                and section.next_index < len(section.candidates)
+                and section.candidates[section.next_index][1] is last[0]
+            ):
+                if best is None or last[2] > best[0]:
+                    best = (last[2], section, last[0], last[1])
+                continue
             while section.next_index < len(section.candidates):
                 order, made = section.candidates[section.next_index]
                 text = made() if callable(made) else made
@@ -153,7 +170,6 @@ def select(sections: list[Section], room: int, cost: Callable[[str], int], clip:
                 section.candidates[section.next_index] = (order, text)
                 overhead = 0 if section.chosen else price_of(f"\n## {section.title}")
                 price = price_of(text) + overhead
-                limit = min(room - used, int(room * section.cap) - section.used)
                 if price > limit:
                     cut = clip(text, limit - overhead - 1) if limit - overhead >= 40 and price_of(text) > 60 else ""
                     if not cut:
@@ -164,10 +180,12 @@ def select(sections: list[Section], room: int, cost: Callable[[str], int], clip:
                         continue
                     section.candidates[section.next_index] = (order, cut)
                     text, price = cut, price_of(cut) + overhead
-                found = terms(text)
-                novelty = sum(weight for term, weight in found.items() if term not in known)
+                novelty = sum(weight for term, weight in terms(text).items() if term not in known)
                 worth = section.prior * (section.decay ** len(section.chosen)) * (0.4 + min(novelty, 8.0))
                 value = worth / max(price, 1)
+                weighed[id(section)] = (text, price, value)
+                for term in terms(text):
+                    weighed_by_term.setdefault(term, set()).add(id(section))
                 if best is None or value > best[0]:
                     best = (value, section, text, price)
                 break
@@ -179,4 +197,10 @@ def select(sections: list[Section], room: int, cost: Callable[[str], int], clip:
         section.next_index += 1
         section.used += price
         used += price
-        known.update(terms(text))
+        added = [term for term in terms(text) if term not in known]
+        known.update(added)
+        weighed.pop(id(section), None)
+        for term in added:
+            for key in weighed_by_term.pop(term, ()):
+                weighed.pop(key, None)
+        open_sections = [s for s in open_sections if s.next_index < len(s.candidates)]
