@@ -56,6 +56,11 @@ class LimitSettings(BaseModel):
     max_content_bytes: int = Field(default=8 * MIB, ge=1)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     max_page_size: int = Field(default=500, ge=1)
+    max_page_bytes: int = Field(
+        default=4 * MIB,
+        ge=1024,
+        description="Content one page of entries may carry; an entry larger than this comes alone in its page.",
+    )
     max_key_length: int = Field(default=128, ge=8)
 
 

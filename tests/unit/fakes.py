@@ -253,12 +253,21 @@ class FakeEntryRepository:
         up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
+        max_bytes: int,
     ) -> list[ContextEntry]:
         rows = sorted(self._state.entries.get(session_id, []), key=lambda e: e.sequence_number)
         rows = [r for r in rows if after_sequence < r.sequence_number <= up_to]
         if context_types:
             rows = [r for r in rows if r.context_type in context_types]
-        return rows[:limit]
+        page: list[ContextEntry] = []
+        before_previous = 0  # content of the entries before the previous one
+        for index, row in enumerate(rows[:limit]):
+            if index >= 2:
+                before_previous += rows[index - 2].content_bytes
+            if before_previous >= max_bytes:
+                break
+            page.append(row)
+        return page
 
     async def list_tail(self, session_id: int, *, up_to: int, limit: int, excerpt_chars: int) -> list[EntryExcerpt]:
         rows = sorted(self._state.entries.get(session_id, []), key=lambda e: -e.sequence_number)

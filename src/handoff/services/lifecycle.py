@@ -43,6 +43,11 @@ JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs
 MAX_DETAIL_KEYS = 100
 
 
+# A digest rebuild reads the history in chunks of `chunk_rows` entries and at most this much content
+# (entries can be 8 MiB each: 500 of them would not fit in memory).
+REBUILD_CHUNK_BYTES = 16 * 1024 * 1024
+
+
 @dataclass
 class JobReport:
     job: str
@@ -343,7 +348,12 @@ class LifecycleService:
             async with self._uow(write=False) as uow:
                 session = await uow.sessions.get(key, with_participants=False)
                 rows = await uow.entries.list_page(
-                    session.id, after_sequence=after, up_to=up_to, limit=self._settings.chunk_rows, context_types=None
+                    session.id,
+                    after_sequence=after,
+                    up_to=up_to,
+                    limit=self._settings.chunk_rows,
+                    context_types=None,
+                    max_bytes=REBUILD_CHUNK_BYTES,
                 )
             if not rows:
                 break

@@ -139,7 +139,11 @@ class EntryRepository(Protocol):
         up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
-    ) -> list[ContextEntry]: ...
+        max_bytes: int,
+    ) -> list[ContextEntry]:
+        """Entries in sequence order, at most `limit`, cut by content size: every entry that starts
+        before `max_bytes` of content have gone by, and the one after it (which tells that more
+        follow). The caller makes its page of those (services/context.fit_page)."""
 
     async def add_many(
         self, session_id: int, first_sequence: int, entries: Sequence[NewEntry], *, now: datetime
