@@ -222,6 +222,7 @@ async def _open_storage(settings: Settings, gate: ContainerGate, serving: anyio.
         gate.fail(error.message if isinstance(error, CannotStart) else "start-up was interrupted")
         raise
     gate.open(container)
+    serving.start_soon(container.changes.run)
     if settings.lifecycle.jobs_enabled:
         serving.start_soon(container.jobs.run_forever)
     log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
@@ -266,12 +267,11 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
 
 @asynccontextmanager
 async def _background_jobs(container: Container) -> AsyncIterator[None]:
-    """The lifecycle jobs run in the server's own task group and stop with it."""
-    if not container.settings.lifecycle.jobs_enabled:
-        yield
-        return
+    """The lifecycle jobs and the change feed's receiver run in the server's own task group and stop with it."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(container.jobs.run_forever)
+        tg.start_soon(container.changes.run)
+        if container.settings.lifecycle.jobs_enabled:
+            tg.start_soon(container.jobs.run_forever)
         try:
             yield
         finally:
