@@ -189,6 +189,10 @@ async def test_under_token_auth_only_what_the_caller_may_read_can_be_subscribed(
                     pass
             assert refused.value.error.data["code"] == "forbidden"
             assert "codex" in refused.value.error.message
+            with pytest.raises(MCPError) as unread:  # the same rule as reading it
+                await client.read_resource("handoff://agents/alice/inbox")
+            assert unread.value.error.data["code"] == "forbidden"
+            await client.read_resource("handoff://agents/codex/inbox")
         http = create_mcp_http_client(headers={"Authorization": f"Bearer {codex}"})
         async with http, legacy_client(streamable_http_client(server.url, http_client=http)) as (legacy, _):
             await subscribe(legacy, "handoff://agents/codex/inbox")

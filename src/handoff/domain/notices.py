@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+_COMPACT = (",", ":")  # the sizes below count exactly these separators
+
 
 class Topic(StrEnum):
     SESSION = "session"
@@ -53,16 +55,16 @@ def encode(changes: Iterable[Change], *, max_bytes: int) -> list[str]:
     size = 2
     for change in dict.fromkeys(changes):
         item = [change.topic.value, change.key]
-        cost = len(json.dumps(item, ensure_ascii=False).encode()) + 1
+        cost = len(json.dumps(item, ensure_ascii=False, separators=_COMPACT).encode()) + 1
         if cost + 2 > max_bytes:
             continue
         if batch and size + cost > max_bytes:
-            texts.append(json.dumps(batch, ensure_ascii=False))
+            texts.append(json.dumps(batch, ensure_ascii=False, separators=_COMPACT))
             batch, size = [], 2
         batch.append(item)
         size += cost
     if batch:
-        texts.append(json.dumps(batch, ensure_ascii=False))
+        texts.append(json.dumps(batch, ensure_ascii=False, separators=_COMPACT))
     return texts
 
 
