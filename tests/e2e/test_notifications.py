@@ -172,3 +172,33 @@ async def test_on_the_capabilities_say_subscribe_and_list_changed(settings: Sett
     async with Container.build(settings) as container, legacy_client(build_server(container)) as (client, _):
         resources = client.server_capabilities.resources
         assert resources is not None and resources.subscribe and resources.list_changed
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_subscriber_that_never_takes_its_notices_holds_up_no_append_and_no_other_subscriber(
+    feed: Container,
+) -> None:
+    server = build_server(feed)
+    registry = server.subscriptions  # type: ignore[attr-defined]
+    async with legacy_client(server) as (stuck, _):
+        await register(stuck)
+        await subscribe(stuck, CONTEXT)
+        (stuck_subscriber,) = registry._subscribers
+        stalled = anyio.Event()
+
+        async def never_returns(*_: object, **__: object) -> None:
+            stalled.set()
+            await anyio.sleep_forever()
+
+        # The stuck client's channel accepts nothing: its sender waits (bounded) on the first notice.
+        stuck_subscriber.session.send_notification = never_returns
+        async with legacy_client(server) as (watcher, inbox):
+            await subscribe(watcher, CONTEXT)
+            with anyio.fail_after(5):
+                for i in range(50):
+                    await append(watcher, "job-1", f"entry {i}")
+                    await inbox.wait_for(CONTEXT)
+                    inbox.take()
+                await stalled.wait()
+            # What waits for the stuck client is one URI, however many appends it missed.
+            assert list(stuck_subscriber.pending) == [CONTEXT]
