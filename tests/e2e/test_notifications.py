@@ -202,3 +202,35 @@ async def test_a_subscriber_that_never_takes_its_notices_holds_up_no_append_and_
                 await stalled.wait()
             # What waits for the stuck client is one URI, however many appends it missed.
             assert list(stuck_subscriber.pending) == [CONTEXT]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_after_its_listen_connection_is_killed_a_replica_listens_again(feed: Container) -> None:
+    import asyncpg
+
+    from tests.conftest import POSTGRES_URL
+
+    assert POSTGRES_URL is not None
+    channel = feed.changes.channel  # type: ignore[attr-defined]
+    server = build_server(feed)
+    async with legacy_client(server) as (watcher, inbox):
+        await register(watcher)
+        await subscribe(watcher, CONTEXT)
+        await append(watcher, "job-1")
+        await inbox.wait_for(CONTEXT)  # the LISTEN connection is up
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE query ILIKE 'LISTEN%' AND position($1 in query) > 0",
+                channel,
+            )
+        finally:
+            await admin.close()
+        assert killed == 1
+        inbox.take()
+        with anyio.fail_after(15):  # reconnects after a short pause; notices sent meanwhile are missed
+            while CONTEXT not in inbox.received:
+                await append(watcher, "job-1")
+                with anyio.move_on_after(0.5):
+                    await inbox.wait_for(CONTEXT)

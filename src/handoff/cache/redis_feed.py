@@ -26,6 +26,7 @@ QUEUE_BATCHES = 10_000
 MESSAGE_BYTES = 64 * 1024
 RECONNECT_MIN_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 5.0
+PING_SECONDS = 30.0
 
 
 class RedisChangeFeed:
@@ -69,14 +70,24 @@ class RedisChangeFeed:
     async def _subscribe_forever(self) -> None:
         pause = RECONNECT_MIN_SECONDS
         while True:
-            client = self._client(timeout=None)  # a subscriber waits for messages indefinitely
+            client = self._client(timeout=None)  # reads wait as long as get_message says
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
                     self.subscribed.set()
                     pause = RECONNECT_MIN_SECONDS
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
+                    awaiting_pong = False
+                    while True:
+                        wait = self._socket_timeout if awaiting_pong else PING_SECONDS
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                        if message is None and awaiting_pong:
+                            raise TimeoutError("Redis did not answer PING")  # a silently dead peer
+                        if message is None:  # quiet for a while: check that Redis is still there
+                            await pubsub.ping()
+                            awaiting_pong = True
+                        elif message.get("type") == "pong":
+                            awaiting_pong = False
+                        elif message.get("type") == "message":
                             self._listeners.deliver(decode(message["data"]))
             except REDIS_FAILURES as error:
                 log.warning("change notices: Redis subscription lost; reconnecting", error=type(error).__name__)
