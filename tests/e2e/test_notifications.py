@@ -168,10 +168,15 @@ async def test_off_advertises_nothing_and_serves_no_subscriptions(settings: Sett
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-async def test_on_the_capabilities_say_subscribe_and_list_changed(settings: Settings) -> None:
-    async with Container.build(settings) as container, legacy_client(build_server(container)) as (client, _):
-        resources = client.server_capabilities.resources
-        assert resources is not None and resources.subscribe and resources.list_changed
+async def test_on_the_capabilities_say_subscribe_and_list_changed_for_resources_only(settings: Settings) -> None:
+    async with Container.build(settings) as container:
+        server = build_server(container)
+        async with legacy_client(server) as (client, _), Client(server) as modern:
+            for capabilities in (client.server_capabilities, modern.server_capabilities):
+                resources, tools, prompts = capabilities.resources, capabilities.tools, capabilities.prompts
+                assert resources is not None and resources.subscribe and resources.list_changed
+                assert tools is not None and not tools.list_changed
+                assert prompts is not None and not prompts.list_changed
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -156,6 +156,20 @@ def register_subscriptions(lowlevel: Server[Any], registry: SubscriptionRegistry
     lowlevel.create_initialization_options = partial(  # type: ignore[method-assign]
         type(lowlevel).create_initialization_options, lowlevel, NotificationOptions(resources_changed=True)
     )
+    default_discover = lowlevel._handle_discover
+
+    async def discover(ctx: ServerRequestContext[Any, Any], params: types.RequestParams) -> types.DiscoverResult:
+        # For 2026-07-28 the SDK derives every listChanged flag from listen being served; our tools
+        # and prompts never change, so only the resource flags are true.
+        found = await default_discover(ctx, params)
+        capabilities = found.capabilities
+        if capabilities.tools is not None:
+            capabilities.tools.list_changed = False
+        if capabilities.prompts is not None:
+            capabilities.prompts.list_changed = False
+        return found
+
+    lowlevel.add_request_handler("server/discover", types.RequestParams, discover)
 
 
 async def _set_level(ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
