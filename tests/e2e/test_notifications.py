@@ -196,7 +196,7 @@ async def test_a_subscriber_that_never_takes_its_notices_holds_up_no_append_and_
             await anyio.sleep_forever()
 
         # The stuck client's channel accepts nothing: its sender waits (bounded) on the first notice.
-        stuck_subscriber.session.send_notification = never_returns
+        stuck_subscriber.connection.notify = never_returns
         async with legacy_client(server) as (watcher, inbox):
             await subscribe(watcher, CONTEXT)
             with anyio.fail_after(5):

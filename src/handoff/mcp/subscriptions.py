@@ -26,8 +26,8 @@ from urllib.parse import quote, unquote, urlsplit
 import anyio
 import anyio.abc
 import mcp_types as types
+from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ListenHandler, ResourcesListChanged, ResourceUpdated, ServerEvent
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -98,8 +98,8 @@ def parse_uri(uri: str, *, max_key_length: int) -> tuple[Change, str]:
 class Subscriber:
     """One 2025-era connection: its subscribed URIs and the notices waiting to go to it."""
 
-    def __init__(self, session: ServerSession) -> None:
-        self.session = session  # sends on the connection's own channel (stdio, or the HTTP GET stream)
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection  # its own channel: stdout, or the HTTP session's GET stream
         self.uris: dict[str, Change] = {}
         self.pending: dict[str, None] = {}  # URIs to notify, oldest first; "" = the list changed
         self.sending = False
@@ -158,7 +158,7 @@ class SubscriptionRegistry:
         found = connection.state.get(STATE_KEY)
         if isinstance(found, Subscriber):
             return found
-        subscriber = Subscriber(ctx.session)
+        subscriber = Subscriber(connection)
         connection.state[STATE_KEY] = subscriber
         connection.exit_stack.callback(self._drop, subscriber)
         self._subscribers.add(subscriber)
@@ -274,14 +274,15 @@ class SubscriptionRegistry:
             while subscriber.pending and not subscriber.closed:
                 uri = next(iter(subscriber.pending))
                 del subscriber.pending[uri]
-                notice: types.ServerNotification = (
-                    types.ResourceListChangedNotification()
-                    if uri == ""
-                    else types.ResourceUpdatedNotification(params=types.ResourceUpdatedNotificationParams(uri=uri))
-                )
                 with anyio.move_on_after(SEND_SECONDS):
-                    await subscriber.session.send_notification(notice)
+                    # Connection.notify drops what a closed channel cannot take instead of raising.
+                    if uri == "":
+                        await subscriber.connection.send_resource_list_changed()
+                    else:
+                        await subscriber.connection.send_resource_updated(uri)
                     subscriber.sent += 1
+        except Exception:  # this sender's boundary: one client's failure must not end the others'
+            log.exception("sending a change notice failed")
         finally:
             subscriber.sending = False
 
