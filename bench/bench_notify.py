@@ -14,6 +14,10 @@ fresh PostgreSQL schema (dropped at the end), started the way operators start th
                subscribers (half on each replica, all watching the appended session) plus one stalled
                subscriber that never reads its stream; the ratio of p50s is the fan-out's cost
 
+Replica A's own CPU time per append is reported beside each ratio: on a small shared machine the
+subscribers' and replica B's work competes with A for the CPUs, and the CPU figure tells that apart
+from A doing more work per write. A third run with notices off is the baseline for the append alone.
+
 Goals (issue 11): notice p99 <= 1 s (from the append call's start), append p50 with subscribers
 <= 1.10x without. Prints a table, one JSON line per carrier and PASS/MISS per goal.
 """
@@ -52,6 +56,16 @@ SESSION = "bench-notify"
 CONTEXT = f"handoff://sessions/{SESSION}/context"
 GOAL_P99_SECONDS = 1.0
 GOAL_APPEND_RATIO = 1.10
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (/proc/PID/stat fields 14 and 15)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()  # from field 3 on; the name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def pct(values: list[float], q: float) -> float:
@@ -182,9 +196,10 @@ async def stalled_subscriber(url: str) -> AsyncIterator[None]:
         del response
 
 
-async def append_cost(a: str, where: list[str], rounds: int, per_round: int, count: int) -> dict[str, Any]:
+async def append_cost(a: str, a_pid: int, where: list[str], rounds: int, per_round: int, count: int) -> dict[str, Any]:
     quiet: list[float] = []
     watched: list[float] = []
+    cpu = {"quiet": 0.0, "watched": 0.0}  # replica A's own CPU time during the timed appends
     async with Client(a) as writer:
         for _ in range(3):
             await append(writer, -1)  # warm up: connections, caches
@@ -193,10 +208,14 @@ async def append_cost(a: str, where: list[str], rounds: int, per_round: int, cou
             order = ["quiet", "watched"] if round_ % 2 == 0 else ["watched", "quiet"]
             for kind in order:
                 if kind == "quiet":
+                    before = cpu_seconds(a_pid)
                     quiet.extend([await append(writer, i) for i in range(per_round)])
+                    cpu["quiet"] += cpu_seconds(a_pid) - before
                     continue
                 async with subscribers(where, count) as heard, stalled_subscriber(where[-1]):
+                    before = cpu_seconds(a_pid)
                     watched.extend([await append(writer, i) for i in range(per_round)])
+                    cpu["watched"] += cpu_seconds(a_pid) - before
                     with anyio.fail_after(10):
                         while len(heard) < count:  # every subscriber heard something
                             await anyio.sleep(0.01)
@@ -206,6 +225,10 @@ async def append_cost(a: str, where: list[str], rounds: int, per_round: int, cou
         "without_p99_ms": ms(pct(quiet, 0.99)),
         "with_p99_ms": ms(pct(watched, 0.99)),
         "p50_ratio": round(statistics.median(watched) / statistics.median(quiet), 3),
+        # CPU replica A spent per append: equal with and without means the write path does no more
+        # work, and a slower p50 is the machine's other processes (subscribers, replica B) competing.
+        "a_cpu_ms_per_append_without": ms(cpu["quiet"] / len(quiet)),
+        "a_cpu_ms_per_append_with": ms(cpu["watched"] / len(watched)),
     }
 
 
@@ -234,8 +257,9 @@ async def run_carrier(carrier: str, args: argparse.Namespace) -> dict[str, Any]:
             # Subscribers on the other replica only: what the write path itself pays. Half on the
             # writer's replica too: that replica also spends its CPU sending their notices.
             cost = (args.rounds, args.per_round, args.subscribers)
-            result["other_replica"] = await append_cost(a.url, [b.url], *cost)
-            result["both_replicas"] = await append_cost(a.url, [a.url, b.url], *cost)
+            pid = a.process.pid
+            result["other_replica"] = await append_cost(a.url, pid, [b.url], *cost)
+            result["both_replicas"] = await append_cost(a.url, pid, [a.url, b.url], *cost)
             return result
     finally:
         conn = await asyncpg.connect(args.pg_url)
@@ -274,6 +298,12 @@ def report(results: list[dict[str, Any]]) -> None:
             print(
                 f"{verdict} {r['carrier']}: append p50 with {r['subscribers']} subscribers ({where}) "
                 f"{ratio}x <= {GOAL_APPEND_RATIO}x without"
+            )
+        for where in ("other_replica", "both_replicas"):
+            c = r[where]
+            print(
+                f"INFO {r['carrier']}: replica A CPU per append ({where}) {c['a_cpu_ms_per_append_without']} ms "
+                f"without, {c['a_cpu_ms_per_append_with']} ms with subscribers"
             )
         if baseline is not None:
             ratio = r["other_replica"]["without_p50_ms"] / baseline["append_p50_ms"]
