@@ -247,7 +247,8 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
 
     with listener:
         async with Container.build(settings) as container, _background_jobs(container):
-            app = build_http_app(build_server(container), container)
+            mcp_server = build_server(container)
+            app = build_http_app(mcp_server, container)
             config = uvicorn.Config(
                 app,
                 log_config=None,
@@ -255,7 +256,10 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
                 timeout_graceful_shutdown=10,
                 lifespan="on",
             )
-            server = AnnouncingServer(config, container)
+            subscriptions = getattr(mcp_server, "subscriptions", None)
+            server = AnnouncingServer(
+                config, container, before_shutdown=None if subscriptions is None else subscriptions.close_streams
+            )
             await server.serve(sockets=[listener])
             await _drain_leftover_tasks()
     if server.misdirected_stdio_client:

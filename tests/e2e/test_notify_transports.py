@@ -7,6 +7,7 @@ A change made through one process must reach a subscriber on another within a se
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -199,3 +200,18 @@ async def test_under_token_auth_only_what_the_caller_may_read_can_be_subscribed(
             with pytest.raises(MCPError) as refused:
                 await subscribe(legacy, "handoff://agents/alice/inbox")
             assert refused.value.error.data["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_stopping_server_ends_listen_streams_gracefully_and_promptly(server_db: ServerDatabase) -> None:
+    with http_server(server_db) as server:
+        async with Client(server.url) as client:
+            structured(await client.call_tool("register_session", {"session_key": "job", "source_agent": "lead"}))
+            async with client.listen(resource_subscriptions=["handoff://sessions/job"]) as stream:
+                server.process.send_signal(signal.SIGTERM)
+                # An open stream never finishes by itself; without closing it first, uvicorn would
+                # wait its whole graceful timeout (10 s) and then drop it.
+                with anyio.fail_after(5):
+                    await anyio.to_thread.run_sync(server.process.wait)
+                    events = [event async for event in stream]  # ends without SubscriptionLost
+                assert events == []

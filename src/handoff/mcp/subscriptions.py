@@ -139,6 +139,10 @@ class SubscriptionRegistry:
         self._attached = True
         self._container.changes.listen(self._on_change)
 
+    def close_streams(self) -> None:
+        """End every listen stream gracefully (each sends its final result): the server is stopping."""
+        self.listen_handler.close()
+
     async def ready(self) -> None:
         if isinstance(self._container, ContainerGate) and not self._container.ready:
             await self._container.wait()
