@@ -162,6 +162,20 @@ class AuthSettings(BaseModel):
     )
 
 
+class NotifySettings(BaseModel):
+    backend: Literal["auto", "postgres", "redis", "local", "off"] = Field(
+        default="auto",
+        description=(
+            "How change notices reach subscribers on every replica. auto: redis when a Redis URL is set, "
+            "else postgres on PostgreSQL, else local (this process only); off: no subscriptions."
+        ),
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="resources/subscribe URIs one connection may hold (and URIs per listen stream)."
+    )
+    max_listen_streams: int = Field(default=1024, ge=1, description="Open subscriptions/listen streams per server.")
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -187,6 +201,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     # How `handoff serve` talks to clients when --transport is not given (`handoff stdio` forces stdio):
     # MCP client launchers often cannot pass our flags, but they can always set the environment.

@@ -34,6 +34,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.notices import Change
 from handoff.errors import AlreadyExists, NotFound
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
@@ -399,6 +400,10 @@ class FakeUnitOfWork:
         self.write = write
         self._working: State | None = None
         self.committed = False
+        self._changes: list[Change] = []
+
+    def announce(self, change: Change) -> None:
+        self._changes.append(change)
 
     async def __aenter__(self) -> Self:
         if self._working is not None:
@@ -418,6 +423,7 @@ class FakeUnitOfWork:
             raise AssertionError("a read unit of work must not commit")
         self._factory.state = copy.deepcopy(self._working)
         self._factory.commits += 1
+        self._factory.announced.extend(self._changes)
         self.committed = True
 
     async def __aexit__(
@@ -439,6 +445,7 @@ class FakeUnitOfWorkFactory:
         self.commits = 0
         self.rollbacks = 0
         self.opened: list[FakeUnitOfWork] = []
+        self.announced: list[Change] = []  # what committed units told subscribers, in order
 
     def __call__(self, *, write: bool) -> FakeUnitOfWork:
         uow = FakeUnitOfWork(self, write=write)

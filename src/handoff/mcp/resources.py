@@ -10,6 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from handoff.domain.models import HandoffStatus, SessionStatus
 from handoff.errors import InvalidInput
 from handoff.mcp.errors import dump, rpc_errors
+from handoff.mcp.identity import acting_agent
 from handoff.mcp.schemas import (
     ContextPageResult,
     EntryOut,
@@ -131,6 +132,7 @@ def register_resources(server: MCPServer, c: Container) -> None:
     @rpc_errors
     async def inbox(agent: str, cursor: str | None = None) -> str:
         """Pending handoffs addressed to an agent, newest first; next_uri reads the next page."""
+        agent = acting_agent(agent, field="agent") or agent  # with a token: your own inbox only
         page = await c.handoffs.list_handoffs(
             target_agent=agent,
             source_agent=None,

@@ -11,6 +11,7 @@ from handoff.config import LimitSettings
 from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import check_writable
 from handoff.domain.models import ContextEntry, ContextType, NewEntry, Session
+from handoff.domain.notices import Change
 from handoff.domain.validation import (
     check_storable_text,
     parse_choice,
@@ -160,6 +161,7 @@ class ContextService:
                     ),
                     now=now,
                 )
+                uow.announce(Change.session(key))
                 await uow.commit()
             return AppendResult(entry, session, replayed=False)
 
@@ -248,6 +250,7 @@ class ContextService:
                 if last != first + len(rows) - 1:
                     raise Conflict("the session changed during the import; retry it")
                 await uow.entries.add_many(session.id, first, rows, now=now)
+                uow.announce(Change.session(key))
                 await uow.commit()
             return BatchResult(session, len(rows), len(prepared) - len(rows), redacted)
 

@@ -26,6 +26,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.notices import Change
 from handoff.domain.tokens import ApiToken
 
 
@@ -288,6 +289,10 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
+    def announce(self, change: Change) -> None:
+        """Tell subscribers about `change` once this unit commits (nothing is told on rollback)."""
+        ...
+
 
 class TransactionWatch(Protocol):
     """One unit of work as an observer sees it: waiting for its connection, running, ending."""
@@ -308,6 +313,36 @@ class TransactionObserver(Protocol):
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool) -> UnitOfWork:
         """A read unit sees one snapshot; a write unit holds the write lock from its start."""
+
+
+# -- change notices ------------------------------------------------------------------------
+
+
+ChangeListener = Callable[[Change], None]
+
+
+class ChangeFeed(Protocol):
+    """How committed changes reach every replica that shares the database (or the Redis).
+
+    Units of work hand over what they announced: on PostgreSQL inside the transaction (NOTIFY, so
+    it is sent only on commit), elsewhere with `published` right after the commit. Each replica's
+    feed hears every change, its own included, and calls its listeners.
+    """
+
+    backend: str
+
+    def published(self, changes: Sequence[Change]) -> None:
+        """After a commit: send the changes on. Never blocks the writer and never raises."""
+        ...
+
+    def listen(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` for every change heard (on the event loop; it must not block).
+        Returns the callable that stops it."""
+        ...
+
+    async def run(self) -> None:
+        """Receive from the backend until cancelled, reconnecting after failures."""
+        ...
 
 
 # -- cache ---------------------------------------------------------------------------------

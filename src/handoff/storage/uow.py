@@ -10,15 +10,18 @@ objects around the unit or its repositories.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
 import anyio
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from handoff.domain.notices import Change, encode
 from handoff.errors import Conflict, DatabaseUnavailable
 from handoff.resilience import CircuitBreaker
 from handoff.services.ports import (
@@ -49,6 +52,10 @@ _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
 # insufficient resources, operator intervention (shutting down, starting up, cancelled by a
 # statement timeout), system errors. asyncpg raises some of them as plain DBAPIError.
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more.
+NOTIFY_PAYLOAD_BYTES = 7900
+
+OnCommit = Callable[[Sequence[Change]], None]
 
 
 def _is_driver_failure(exc: BaseException | None) -> bool:
@@ -94,13 +101,25 @@ def _translate(exc: BaseException | None) -> None:
 class _UnitOfWork(_Repositories):
     """What every backend's unit of work does around its own open and close."""
 
-    def __init__(self, *, write: bool, breaker: CircuitBreaker | None, observer: TransactionObserver | None) -> None:
+    def __init__(
+        self,
+        *,
+        write: bool,
+        breaker: CircuitBreaker | None,
+        observer: TransactionObserver | None,
+        on_commit: OnCommit | None = None,
+    ) -> None:
         self._write = write
         self._breaker = breaker
         self._observer = observer
+        self._on_commit = on_commit
         self._stack: AsyncExitStack | None = None
         self._watch: TransactionWatch | None = None
         self._done = False
+        self._changes: list[Change] = []
+
+    def announce(self, change: Change) -> None:
+        self._changes.append(change)
 
     async def __aenter__(self) -> Self:
         stack = AsyncExitStack()
@@ -127,6 +146,8 @@ class _UnitOfWork(_Repositories):
         self._done = True
         if self._watch is not None:
             self._watch.committed()
+        if self._changes and self._on_commit is not None:
+            self._on_commit(self._changes)  # enqueues only: delivery happens off the write path
 
     async def __aexit__(
         self,
@@ -165,10 +186,13 @@ class AsyncUnitOfWork(_UnitOfWork):
         write: bool,
         breaker: CircuitBreaker | None = None,
         observer: TransactionObserver | None = None,
+        notify_channel: str | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
-        super().__init__(write=write, breaker=breaker, observer=observer)
+        super().__init__(write=write, breaker=breaker, observer=observer, on_commit=on_commit)
         self._engine = engine
         self._conn: AsyncConnection | None = None
+        self._notify_channel = notify_channel
 
     async def _open(self) -> None:
         try:
@@ -192,6 +216,11 @@ class AsyncUnitOfWork(_UnitOfWork):
 
     async def _commit(self) -> None:
         assert self._conn is not None
+        if self._changes and self._notify_channel is not None:
+            # In the transaction: PostgreSQL delivers a NOTIFY only if the COMMIT below succeeds,
+            # so no replica is ever told of a change that was rolled back.
+            for payload in encode(self._changes, max_bytes=NOTIFY_PAYLOAD_BYTES):
+                await self._conn.execute(_NOTIFY, {"channel": self._notify_channel, "payload": payload})
         await self._conn.commit()
 
     async def _close(self, exc: BaseException | None) -> None:
@@ -215,8 +244,9 @@ class SqliteUnitOfWork(_UnitOfWork):
         write: bool,
         breaker: CircuitBreaker | None = None,
         observer: TransactionObserver | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
-        super().__init__(write=write, breaker=breaker, observer=observer)
+        super().__init__(write=write, breaker=breaker, observer=observer, on_commit=on_commit)
         self._engine = engine
         self._conn: Connection | None = None
 
@@ -272,25 +302,54 @@ async def _begin_immediate(conn: Connection) -> None:
     await anyio.to_thread.run_sync(conn.begin)
 
 
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+
+
 class AsyncUnitOfWorkFactory:
+    """`notify_channel`: announced changes are sent with NOTIFY on it inside the transaction;
+    `on_commit`: they are handed to it after the commit (a feed other than PostgreSQL's)."""
+
     def __init__(
-        self, engine: AsyncEngine, *, breaker: CircuitBreaker | None = None, observer: TransactionObserver | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        breaker: CircuitBreaker | None = None,
+        observer: TransactionObserver | None = None,
+        notify_channel: str | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self._engine = engine
         self.breaker = breaker
         self._observer = observer
+        self._notify_channel = notify_channel
+        self._on_commit = on_commit
 
     def __call__(self, *, write: bool) -> AsyncUnitOfWork:
-        return AsyncUnitOfWork(self._engine, write=write, breaker=self.breaker, observer=self._observer)
+        return AsyncUnitOfWork(
+            self._engine,
+            write=write,
+            breaker=self.breaker,
+            observer=self._observer,
+            notify_channel=self._notify_channel,
+            on_commit=self._on_commit,
+        )
 
 
 class SqliteUnitOfWorkFactory:
     def __init__(
-        self, engine: Engine, *, breaker: CircuitBreaker | None = None, observer: TransactionObserver | None = None
+        self,
+        engine: Engine,
+        *,
+        breaker: CircuitBreaker | None = None,
+        observer: TransactionObserver | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self._engine = engine
         self.breaker = breaker
         self._observer = observer
+        self._on_commit = on_commit
 
     def __call__(self, *, write: bool) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(self._engine, write=write, breaker=self.breaker, observer=self._observer)
+        return SqliteUnitOfWork(
+            self._engine, write=write, breaker=self.breaker, observer=self._observer, on_commit=self._on_commit
+        )
