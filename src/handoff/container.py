@@ -32,6 +32,7 @@ from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
+from handoff.services.streams import StreamService
 from handoff.services.tokens import TokenService
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
@@ -110,6 +111,7 @@ class Container:
     jobs: JobRunner
     completion: CompletionService
     tokens: TokenService
+    streams: StreamService
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -171,7 +173,9 @@ class Container:
             ),
         )
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
-        lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
+        lifecycle = LifecycleService(
+            guarded, clock, settings.lifecycle, holder=_holder_name(), streams=settings.streams
+        )
         handoffs = HandoffService(
             guarded, clock, settings.limits, settings.brief, retry, cache, redactor, lifecycle=settings.lifecycle
         )
@@ -194,6 +198,7 @@ class Container:
                 settings.lifecycle,
                 observer=metrics.observe_job,
                 on_skipped=metrics.record_job_skipped,
+                streams=settings.streams,
             ),
             sessions=sessions,
             context=context,
@@ -202,6 +207,7 @@ class Container:
             completion=CompletionService(guarded, settings.limits, retry),
             imports=ImportService(guarded, clock, sessions, context),
             tokens=TokenService(guarded, clock, settings.limits, retry),
+            streams=StreamService(guarded, clock, settings.streams, retry),
             health=health,
             metrics=metrics,
             clock=clock,

@@ -26,6 +26,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.streams import StreamOwner
 from handoff.domain.tokens import ApiToken
 
 
@@ -174,6 +175,28 @@ class TokenRepository(Protocol):
         ...
 
 
+class StreamEventRepository(Protocol):
+    """Stored SSE events of resumable HTTP streams; reads see only what `owner` wrote."""
+
+    async def add(
+        self, *, stream_key: str, stream_id: str, owner: StreamOwner, payload: str | None, size: int, now: datetime
+    ) -> int: ...
+
+    async def find_stream(self, stream_key: str, owner: StreamOwner, *, since: datetime) -> str | None: ...
+
+    async def list_after(
+        self, stream_key: str, owner: StreamOwner, *, after_id: int, since: datetime, limit: int
+    ) -> list[tuple[int, str | None]]: ...
+
+    async def trim_stream(self, stream_key: str, *, keep: int) -> int: ...
+
+    async def delete_before(self, cutoff: datetime, *, limit: int) -> int: ...
+
+    async def newest_over_budget(self, max_bytes: int) -> int | None: ...
+
+    async def delete_up_to(self, last_id: int, *, limit: int) -> int: ...
+
+
 class HandoffRepository(Protocol):
     async def add(self, handoff: Handoff) -> None: ...
 
@@ -272,6 +295,7 @@ class UnitOfWork(Protocol):
     maintenance: MaintenanceRepository
     imports: ImportRepository
     tokens: TokenRepository
+    streams: StreamEventRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -28,6 +28,7 @@ from handoff.services.ports import (
     ImportRepository,
     MaintenanceRepository,
     SessionRepository,
+    StreamEventRepository,
     TokenRepository,
     TransactionObserver,
     TransactionWatch,
@@ -42,6 +43,7 @@ from handoff.storage.repositories import (
     SqlImportRepository,
     SqlSessionRepository,
 )
+from handoff.storage.streams import SqlStreamEventRepository
 from handoff.storage.tokens import SqlTokenRepository
 
 _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
@@ -68,6 +70,7 @@ class _Repositories:
     maintenance: MaintenanceRepository
     imports: ImportRepository
     tokens: TokenRepository
+    streams: StreamEventRepository
 
     def _bind(self, db: Db) -> None:
         self.sessions = SqlSessionRepository(db)
@@ -77,6 +80,7 @@ class _Repositories:
         self.maintenance = SqlMaintenanceRepository(db)
         self.imports = SqlImportRepository(db)
         self.tokens = SqlTokenRepository(db)
+        self.streams = SqlStreamEventRepository(db)
 
 
 def _translate(exc: BaseException | None) -> None:
