@@ -14,6 +14,8 @@ import pytest
 from tests.e2e.servers import RunningServer, ServerDatabase, http_server
 from tests.e2e.sse import RawSession, SseEvent, events
 from tests.e2e.test_auth import TOKENS, create_token
+from tests.e2e.test_replicas import postgres_schema as postgres_schema
+from tests.e2e.test_replicas import two_replicas
 
 pytestmark = pytest.mark.anyio
 
@@ -160,5 +162,24 @@ async def test_with_tokens_only_the_agent_that_opened_the_session_replays_it(
                 async with stolen.resume(last_id) as response:
                     got = [e async for e in events(response)]
                 assert not [e for e in got if e.data], got
+                replayed = await _resume_until_answer(session, request_id, last_id)
+                assert (replayed[-1].message() or {}).get("id") == request_id
+
+
+async def test_another_replica_does_not_hold_the_session_and_answers_404(
+    postgres_schema: tuple[str, str], source_tree: Path
+) -> None:
+    """What is true with the SDK's session model: a session lives on the replica that opened it."""
+    url, schema = postgres_schema
+    env = {"HANDOFF_ANALYSIS_ROOTS": str(source_tree), "HANDOFF_DB__SCHEMA_NAME": schema}
+    with two_replicas(url, **env) as (a, b):
+        async with raw_session(a) as session:
+            with anyio.fail_after(60):
+                request_id, seen = await _analyze_and_drop(session, source_tree, keep=1)
+                last_id = seen[-1].event_id
+                assert last_id is not None
+                elsewhere = RawSession(session.http, b.url, {}, session.session_id)
+                async with elsewhere.resume(last_id) as response:
+                    assert response.status_code == 404
                 replayed = await _resume_until_answer(session, request_id, last_id)
                 assert (replayed[-1].message() or {}).get("id") == request_id
