@@ -2,8 +2,9 @@
 
 An event id is `<stream key>.<row id>`. The stream key is 144 random bits minted when a stream first
 stores an event: it is what makes an id unguessable. The row id orders events (one counter for all
-streams, so two writers to one stream never collide). Neither is trusted alone: a replay also has
-to come from the MCP session that wrote the stream and, with authentication, the same agent.
+streams, so two writers to one stream never collide); `.0` is the start of a stream, before its
+first event. Neither is trusted alone: a replay also has to come from the MCP session that wrote
+the stream and, with authentication, the same agent.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-_EVENT_ID = re.compile(r"^([A-Za-z0-9_-]{24})\.([1-9][0-9]{0,18})$")
+_EVENT_ID = re.compile(r"^([A-Za-z0-9_-]{24})\.(0|[1-9][0-9]{0,18})$")
 
 
 def new_stream_key() -> str:

@@ -28,7 +28,7 @@ from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError, JSONRPCMessage, J
 from mcp_types import jsonrpc_message_adapter as messages
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from handoff.domain.streams import StreamOwner, fingerprint, new_stream_key
+from handoff.domain.streams import StreamOwner, fingerprint, format_event_id, new_stream_key
 from handoff.logs import get_logger
 from handoff.mcp.identity import AGENT_SCOPE_KEY
 from handoff.services.streams import StreamService
@@ -94,6 +94,11 @@ class SessionEventStore(EventStore):
         stream = self._streams.get(stream_id)
         if stream is None:
             stream = self._streams[stream_id] = _Stream(new_stream_key())
+            if message is None:
+                # The priming event of a new stream marks its start: nothing to store, and a call's
+                # answer then costs one write, not two. Until its first event is stored, a reconnect
+                # replays nothing and the client comes back after `retry`.
+                return format_event_id(stream.key, 0)
         if stream.resuming and message is not None:
             await self._until_live(stream_id, stream)
         payload = None if message is None else self._payload(message)
