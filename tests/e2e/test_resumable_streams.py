@@ -166,20 +166,56 @@ async def test_with_tokens_only_the_agent_that_opened_the_session_replays_it(
                 assert (replayed[-1].message() or {}).get("id") == request_id
 
 
-async def test_another_replica_does_not_hold_the_session_and_answers_404(
+async def test_another_replica_replays_the_stream_from_the_database(
     postgres_schema: tuple[str, str], source_tree: Path
 ) -> None:
-    """What is true with the SDK's session model: a session lives on the replica that opened it."""
+    """The session lives on replica a (the SDK's model); its dropped stream resumes on replica b."""
     url, schema = postgres_schema
-    env = {"HANDOFF_ANALYSIS_ROOTS": str(source_tree), "HANDOFF_DB__SCHEMA_NAME": schema}
+    env = {
+        "HANDOFF_ANALYSIS_ROOTS": str(source_tree),
+        "HANDOFF_DB__SCHEMA_NAME": schema,
+        "HANDOFF_STREAMS__RETRY_MS": str(RETRY_MS),
+    }
     with two_replicas(url, **env) as (a, b):
         async with raw_session(a) as session:
             with anyio.fail_after(60):
-                request_id, seen = await _analyze_and_drop(session, source_tree, keep=1)
+                request_id, seen = await _analyze_and_drop(session, source_tree, keep=3)
+                before = [p for p in map(_progress, seen) if p is not None]
                 last_id = seen[-1].event_id
                 assert last_id is not None
-                elsewhere = RawSession(session.http, b.url, {}, session.session_id)
-                async with elsewhere.resume(last_id) as response:
-                    assert response.status_code == 404
-                replayed = await _resume_until_answer(session, request_id, last_id)
-                assert (replayed[-1].message() or {}).get("id") == request_id
+                on_b = RawSession(session.http, b.url, {}, session.session_id)
+
+                replayed = await _resume_until_answer(on_b, request_id, last_id)
+
+                after = [p for p in map(_progress, replayed) if p is not None]
+                assert before + after == [float(n) for n in range(1, FILES + 1)]
+                answer = replayed[-1].message() or {}
+                assert len(answer["result"]["structuredContent"]["analysis"]["files"]) == FILES
+                # Only the reconnect: the session's other requests still need replica a.
+                refused = await session.http.post(
+                    b.url,
+                    json=session.request("ping", {})[1],
+                    headers=on_b._headers("application/json, text/event-stream"),
+                )
+                assert refused.status_code == 404
+                # And an id that is not this session's is refused there as it would be anywhere.
+                stranger = RawSession(session.http, b.url, {}, "f" * 32)
+                for session_on_b, event_id in ((stranger, last_id), (on_b, "A" * 24 + ".1")):
+                    async with session_on_b.resume(event_id) as response:
+                        assert response.status_code == 404
+
+
+async def test_a_restarted_server_replays_what_the_stream_stored(server_db: ServerDatabase, source_tree: Path) -> None:
+    env = {"HANDOFF_ANALYSIS_ROOTS": str(source_tree), "HANDOFF_STREAMS__RETRY_MS": str(RETRY_MS)}
+    with http_server(server_db, **env) as first:
+        async with raw_session(first) as session:
+            with anyio.fail_after(60):
+                request_id, seen = await _analyze_and_drop(session, source_tree, keep=1)
+                replayed = await _resume_until_answer(session, request_id, seen[0].event_id or "")
+    with http_server(server_db, **env) as second:
+        async with httpx.AsyncClient(timeout=30) as http:
+            again = RawSession(http, second.url, {}, session.session_id)
+            with anyio.fail_after(60):
+                after_restart = await _resume_until_answer(again, request_id, seen[0].event_id or "")
+    assert [e.data for e in after_restart] == [e.data for e in replayed]
+    assert (after_restart[-1].message() or {}).get("id") == request_id

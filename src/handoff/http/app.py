@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from handoff.container import Container
 from handoff.http.auth import BearerAuth
+from handoff.http.resume import ResumeAnywhere
 from handoff.http.streams import RequesterContext, UnboundEventStore, bind_event_stores
 from handoff.observability.metrics import metrics_endpoint
 
@@ -55,9 +56,11 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
         event_store=UnboundEventStore() if resumable else None,
         retry_interval=settings.streams.retry_ms if resumable else None,
     )
+    served: ASGIApp = app
     if resumable:
         bind_event_stores(server.session_manager, container.streams)
-    served: ASGIApp = RequesterContext(app)
+        served = ResumeAnywhere(app, container.streams, security)
+    served = RequesterContext(served)
     if settings.auth.mode == "tokens":
         return BearerAuth(served, container.tokens.authenticate)
     return served

@@ -7,11 +7,9 @@ session gets its own store as the manager admits it (`bind_event_stores`), owned
 id (as a fingerprint) and the authenticated agent of the request that opened it; a replay is
 served only to the same pair, and its event ids carry a random stream key (domain/streams.py).
 
-What this does not give (the SDK's session model, mcp 2.3): an MCP session lives in the memory of
-the replica that opened it, and any request naming it on another replica is answered 404 before an
-event store is asked. So a reconnect resumes on the replica that holds the session; the database
-keeps the events through that replica's own restarts of the stream, and a replica that does not
-hold the session refuses it like any other request of that session (see README, "Resumable streams").
+The SDK keeps an MCP session in the memory of the replica that opened it, and any request naming it
+on another replica is answered 404 before an event store is asked; http/resume.py serves such a
+reconnect from the database instead.
 """
 
 from __future__ import annotations
@@ -41,6 +39,10 @@ RESUME_WAIT_SECONDS = 2.0
 # The authenticated agent of the HTTP request being served (None without authentication). The
 # manager admits a session, and the transport replays a stream, inside that request's task.
 _requester: ContextVar[str | None] = ContextVar("handoff_stream_requester", default=None)
+
+
+def requester() -> str | None:
+    return _requester.get()
 
 
 class RequesterContext:
