@@ -245,7 +245,7 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
     from handoff.mcp.server import build_server
 
     with listener:
-        async with Container.build(settings) as container, _background_jobs(container):
+        async with Container.build(settings) as container, _background_jobs(container), container.streams.writer():
             app = build_http_app(build_server(container), container)
             config = uvicorn.Config(
                 app,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from mcp.server.streamable_http import EventMessage
@@ -12,7 +13,7 @@ from mcp_types import JSONRPCNotification, JSONRPCResponse
 
 from handoff.config import Settings
 from handoff.container import Container
-from handoff.domain.streams import StreamOwner, fingerprint, new_stream_key
+from handoff.domain.streams import NewStreamEvent, StreamOwner, fingerprint, format_event_id, new_stream_key
 from handoff.http.streams import SessionEventStore
 from handoff.storage.tables import stream_events
 from tests.unit.fakes import FakeClock
@@ -30,12 +31,18 @@ def clock() -> FakeClock:
 
 async def _rows(c: Container) -> list[tuple[str, int]]:
     async with c.engine.connect() as conn:
-        rows = await conn.execute(sa.select(stream_events.c.stream_key, stream_events.c.id).order_by("id"))
+        rows = await conn.execute(sa.select(stream_events.c.stream_key, stream_events.c.seq).order_by("id"))
         return [(r[0], int(r[1])) for r in rows]
 
 
 async def _append(c: Container, key: str, payloads: list[str | None], owner: StreamOwner = OWNER) -> list[str]:
-    return [await c.streams.append(owner, key, "7", payload, stored_before=i) for i, payload in enumerate(payloads)]
+    """Store a stream's events as the HTTP transport does (the writer task is not running here, so
+    each is stored before `append` returns) and return their ids."""
+    stored: list[int] = []
+    for seq, payload in enumerate(payloads):
+        await c.streams.append(NewStreamEvent(owner, key, "7", seq, payload), lambda: stored.append(1))
+    assert len(stored) == len(payloads)
+    return [format_event_id(key, seq) for seq in range(len(payloads))]
 
 
 async def test_events_older_than_the_retention_replay_nothing_and_the_job_deletes_them(
@@ -125,3 +132,20 @@ async def test_an_answer_too_large_to_keep_is_replayed_as_an_error_saying_so(set
         assert [d.get("method") for d in dumped] == ["notifications/progress", None]  # the big log line is left out
         assert dumped[1]["id"] == 9
         assert "HANDOFF_STREAMS__MAX_EVENT_BYTES" in dumped[1]["error"]["message"]
+
+
+async def test_the_writer_stores_events_behind_the_caller_and_flushes_what_is_queued_on_the_way_out(
+    settings: Settings,
+) -> None:
+    async with Container.build(settings) as c:
+        key = new_stream_key()
+        stored: list[int] = []
+        with anyio.fail_after(30):
+            async with c.streams.writer():
+                for seq in range(600):  # more than one batch
+                    event = NewStreamEvent(OWNER, key, "7", seq, f'{{"n":{seq}}}')
+                    await c.streams.append(event, lambda seq=seq: stored.append(seq))
+            # Leaving the block waited for the queue to be written.
+        assert sorted(stored) == list(range(600))
+        rows = await _rows(c)
+        assert [seq for _, seq in rows] == list(range(600))

@@ -1,10 +1,11 @@
 """Resumable streams: who may replay a stream, and the event ids a client sees.
 
-An event id is `<stream key>.<row id>`. The stream key is 144 random bits minted when a stream first
-stores an event: it is what makes an id unguessable. The row id orders events (one counter for all
-streams, so two writers to one stream never collide); `.0` is the start of a stream, before its
-first event. Neither is trusted alone: a replay also has to come from the MCP session that wrote
-the stream and, with authentication, the same agent.
+An event id is `<stream key>.<n>`: the stream key is 144 random bits minted when the stream starts,
+which is what makes an id unguessable, and `n` numbers the stream's events from 0 (the priming
+event that marks its start). Only the replica holding the MCP session writes its streams, so it
+numbers them itself and an id is known before the event is stored. Neither part is trusted alone:
+a replay also has to come from the MCP session that wrote the stream and, with authentication, the
+same agent.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ def new_stream_key() -> str:
     return secrets.token_urlsafe(18)  # 24 characters of [A-Za-z0-9_-]
 
 
-def format_event_id(stream_key: str, row_id: int) -> str:
-    return f"{stream_key}.{row_id}"
+def format_event_id(stream_key: str, seq: int) -> str:
+    return f"{stream_key}.{seq}"
 
 
 def parse_event_id(text: str) -> tuple[str, int] | None:
-    """(stream key, row id) of an id we minted; None for anything else (a forged or foreign id)."""
+    """(stream key, number) of an id we minted; None for anything else (a forged or foreign id)."""
     match = _EVENT_ID.fullmatch(text.strip())
     if match is None:
         return None
@@ -45,6 +46,19 @@ class StreamOwner:
 
     session: str
     agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewStreamEvent:
+    owner: StreamOwner
+    stream_key: str
+    stream_id: str  # the transport's name for the stream (a request id, or its GET stream)
+    seq: int
+    payload: str | None  # the JSON-RPC message as JSON; None for a priming event
+
+    @property
+    def size(self) -> int:
+        return 0 if self.payload is None else len(self.payload.encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ class ResumeAnywhere:
                 answered = False
                 while not answered:
                     for event in await self._service.events_after(owner, position):
-                        position = StreamPosition(position.stream_id, position.stream_key, _row(event.event_id))
+                        position = StreamPosition(position.stream_id, position.stream_key, _seq(event.event_id))
                         if event.payload is None:
                             continue
                         await _event(send, f"event: message\nid: {event.event_id}\ndata: {event.payload}\n\n")
@@ -119,7 +119,7 @@ def _is_reconnect(scope: Scope, path: str) -> bool:
     return LAST_EVENT_ID_HEADER.encode() in names and MCP_SESSION_ID_HEADER.encode() in names
 
 
-def _row(event_id: str) -> int:
+def _seq(event_id: str) -> int:
     return int(event_id.rsplit(".", 1)[1])
 
 

@@ -26,7 +26,14 @@ from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError, JSONRPCMessage, J
 from mcp_types import jsonrpc_message_adapter as messages
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from handoff.domain.streams import StreamOwner, fingerprint, format_event_id, new_stream_key
+from handoff.domain.streams import (
+    NewStreamEvent,
+    StreamOwner,
+    fingerprint,
+    format_event_id,
+    new_stream_key,
+    parse_event_id,
+)
 from handoff.logs import get_logger
 from handoff.mcp.identity import AGENT_SCOPE_KEY
 from handoff.services.streams import StreamService
@@ -62,32 +69,41 @@ class RequesterContext:
 
 @dataclass
 class _Stream:
+    stream_id: str
     key: str
-    stored: int = 0
-    # Held while an event of the stream is written, so a replay's read waits for it and sees it.
-    writing: anyio.Lock = field(default_factory=anyio.Lock)
+    next_seq: int = 0
+    # Events handed to the writer and not stored yet; `stored` is set whenever that is none.
+    pending: int = 0
+    stored: anyio.Event = field(default_factory=anyio.Event)
+    answered: bool = False
     # Set by a replay after which the SDK will tail the stream live; see `_until_live`.
     resuming: bool = False
+
+    def __post_init__(self) -> None:
+        self.stored.set()
 
 
 class SessionEventStore(EventStore):
     """The events of one MCP session's streams, in the database through `StreamService`.
 
-    The SDK replays a stream, then primes the reconnected stream and only then starts forwarding new
-    events to it. An event stored in between would be neither replayed nor forwarded, and the new
-    priming event's id, newer than it, would skip it on the next reconnect too: a tool's answer
-    could be lost that way. Two things close the gap. Once a replay has begun, new events of that
-    stream wait (briefly, bounded) until the transport forwards them again before they are stored;
-    and the priming event of a resumed stream carries the position the replay ended at.
+    Events are numbered here and stored behind the answer (services/streams.py); a replay first
+    waits until its stream's events are stored. The SDK replays a stream, then primes the
+    reconnected stream and only then starts forwarding new events to it. An event sent in between
+    would be neither replayed nor forwarded, and the new priming event's id, newer than it, would
+    skip it on the next reconnect too: a tool's answer could be lost that way. Two things close the
+    gap. Once a replay has begun, new events of that stream wait (briefly, bounded) until the
+    transport forwards them again; and the priming event of a resumed stream carries the position
+    the replay ended at instead of a new one.
     """
 
     def __init__(self, service: StreamService, owner: StreamOwner, is_live: Callable[[str], bool]) -> None:
         self._service = service
         self._owner = owner
         self._is_live = is_live
-        # Streams still being written; a stream is forgotten once its answer is stored. Only this
-        # replica writes this session's streams, so the counts kept here are the stored ones.
+        # Streams by their transport id and by their key. A stream is forgotten once its answer is
+        # stored. Only this replica writes this session's streams, so its numbering is the truth.
         self._streams: dict[str, _Stream] = {}
+        self._by_key: dict[str, _Stream] = {}
         self._replayed_to: dict[str, str] = {}
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
@@ -95,40 +111,49 @@ class SessionEventStore(EventStore):
             return self._replayed_to.pop(stream_id)
         stream = self._streams.get(stream_id)
         if stream is None:
-            stream = self._streams[stream_id] = _Stream(new_stream_key())
-            if message is None:
-                # The priming event of a new stream marks its start: nothing to store, and a call's
-                # answer then costs one write, not two. Until its first event is stored, a reconnect
-                # replays nothing and the client comes back after `retry`.
-                return format_event_id(stream.key, 0)
+            stream = self._streams[stream_id] = _Stream(stream_id, new_stream_key())
+            self._by_key[stream.key] = stream
         if stream.resuming and message is not None:
             await self._until_live(stream_id, stream)
+        seq = stream.next_seq
+        stream.next_seq += 1
         payload = None if message is None else self._payload(message)
-        async with stream.writing:
-            event_id = await self._service.append(
-                self._owner, stream.key, stream_id, payload, stored_before=stream.stored
-            )
-            stream.stored += 1
+        if stream.pending == 0:
+            stream.stored = anyio.Event()
+        stream.pending += 1
         if isinstance(message, JSONRPCResponse | JSONRPCError) and stream_id != GET_STREAM_KEY:
-            self._streams.pop(stream_id, None)  # the answer ends a request's stream
-        return event_id
+            stream.answered = True  # the answer ends a request's stream
+            self._streams.pop(stream_id, None)
+        event = NewStreamEvent(self._owner, stream.key, stream_id, seq, payload)
+        await self._service.append(event, lambda: self._stored(stream))
+        return format_event_id(stream.key, seq)
+
+    def _stored(self, stream: _Stream) -> None:
+        stream.pending -= 1
+        if stream.pending == 0:
+            stream.stored.set()
+            if stream.answered:
+                self._by_key.pop(stream.key, None)
 
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         if _requester.get() != self._owner.agent:
             log.warning("stream replay refused: another agent than the one that opened the session")
             return None
+        parsed = parse_event_id(last_event_id)
+        stream = None if parsed is None else self._by_key.get(parsed[0])
+        if stream is not None:
+            # The SDK tails a replayed stream only when no other connection still receives it;
+            # from here on, the stream's new events wait for that tail (`_until_live`).
+            stream.resuming = not stream.answered and not self._is_live(stream.stream_id)
+            with anyio.move_on_after(RESUME_WAIT_SECONDS):
+                await stream.stored.wait()
         position = await self._service.locate(self._owner, last_event_id)
         if position is None:
             log.info("stream replay: unknown, foreign or expired Last-Event-ID")
+            if stream is not None:
+                stream.resuming = False
             return None
-        stream = self._streams.get(position.stream_id)
-        if stream is None:  # finished: nothing more will be written to it
-            replayed = await self._service.events_after(self._owner, position)
-        else:
-            # The SDK tails a replayed stream only when no other connection still receives it.
-            stream.resuming = not self._is_live(position.stream_id)
-            async with stream.writing:
-                replayed = await self._service.events_after(self._owner, position)
+        replayed = await self._service.events_after(self._owner, position)
         for event in replayed:
             if event.payload is not None:  # priming events mark a position; they carry nothing
                 await send_callback(EventMessage(messages.validate_json(event.payload), event.event_id))

@@ -26,7 +26,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
-from handoff.domain.streams import StreamOwner
+from handoff.domain.streams import NewStreamEvent, StreamOwner
 from handoff.domain.tokens import ApiToken
 
 
@@ -178,17 +178,15 @@ class TokenRepository(Protocol):
 class StreamEventRepository(Protocol):
     """Stored SSE events of resumable HTTP streams; reads see only what `owner` wrote."""
 
-    async def add(
-        self, *, stream_key: str, stream_id: str, owner: StreamOwner, payload: str | None, size: int, now: datetime
-    ) -> int: ...
+    async def add_many(self, events: Sequence[NewStreamEvent], *, now: datetime) -> None: ...
 
     async def find_stream(self, stream_key: str, owner: StreamOwner, *, since: datetime) -> str | None: ...
 
     async def list_after(
-        self, stream_key: str, owner: StreamOwner, *, after_id: int, since: datetime, limit: int
+        self, stream_key: str, owner: StreamOwner, *, after_seq: int, since: datetime, limit: int
     ) -> list[tuple[int, str | None]]: ...
 
-    async def trim_stream(self, stream_key: str, *, keep: int) -> int: ...
+    async def trim_stream(self, stream_key: str, *, up_to_seq: int) -> int: ...
 
     async def delete_before(self, cutoff: datetime, *, limit: int) -> int: ...
 

@@ -221,12 +221,14 @@ stream_events = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("stream_key", sa.String(24), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("stream_id", sa.Text, nullable=False),
     sa.Column("session_hash", sa.String(64), nullable=False),
     sa.Column("agent", sa.String(128), nullable=True),
     sa.Column("payload", sa.Text, nullable=True),
     sa.Column("payload_bytes", sa.Integer, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.Index("ix_stream_events_stream_key_id", "stream_key", "id"),
+    # A stream's events are numbered by its writer (one replica); the number is the event id's tail.
+    sa.UniqueConstraint("stream_key", "seq", name="uq_stream_events_stream_key_seq"),
     sa.Index("ix_stream_events_created_at", "created_at"),
 )

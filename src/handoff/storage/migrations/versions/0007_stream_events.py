@@ -21,6 +21,7 @@ def upgrade() -> None:
         "stream_events",
         sa.Column("id", Id, autoincrement=True, nullable=False),
         sa.Column("stream_key", sa.String(24), nullable=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("stream_id", sa.Text, nullable=False),
         sa.Column("session_hash", sa.String(64), nullable=False),
         sa.Column("agent", sa.String(128), nullable=True),
@@ -28,12 +29,11 @@ def upgrade() -> None:
         sa.Column("payload_bytes", sa.Integer, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_stream_events"),
+        sa.UniqueConstraint("stream_key", "seq", name="uq_stream_events_stream_key_seq"),
     )
-    op.create_index("ix_stream_events_stream_key_id", "stream_events", ["stream_key", "id"])
     op.create_index("ix_stream_events_created_at", "stream_events", ["created_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_stream_events_created_at", table_name="stream_events")
-    op.drop_index("ix_stream_events_stream_key_id", table_name="stream_events")
     op.drop_table("stream_events")
