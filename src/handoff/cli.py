@@ -246,7 +246,7 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
     from handoff.mcp.server import build_server
 
     with listener:
-        async with Container.build(settings) as container, _background_jobs(container):
+        async with Container.build(settings) as container, _background_jobs(container), container.streams.writer():
             mcp_server = build_server(container)
             app = build_http_app(mcp_server, container)
             config = uvicorn.Config(

@@ -33,6 +33,7 @@ from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
 from handoff.services.ports import Cache, ChangeFeed, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.sessions import SessionService
+from handoff.services.streams import StreamService
 from handoff.services.tokens import TokenService
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
@@ -136,6 +137,7 @@ class Container:
     jobs: JobRunner
     completion: CompletionService
     tokens: TokenService
+    streams: StreamService
     changes: ChangeFeed = field(default_factory=NoChangeFeed)
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
@@ -204,7 +206,9 @@ class Container:
             ),
         )
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
-        lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
+        lifecycle = LifecycleService(
+            guarded, clock, settings.lifecycle, holder=_holder_name(), streams=settings.streams
+        )
         handoffs = HandoffService(
             guarded, clock, settings.limits, settings.brief, retry, cache, redactor, lifecycle=settings.lifecycle
         )
@@ -227,6 +231,7 @@ class Container:
                 settings.lifecycle,
                 observer=metrics.observe_job,
                 on_skipped=metrics.record_job_skipped,
+                streams=settings.streams,
             ),
             sessions=sessions,
             context=context,
@@ -236,6 +241,7 @@ class Container:
             imports=ImportService(guarded, clock, sessions, context),
             tokens=TokenService(guarded, clock, settings.limits, retry),
             changes=changes,
+            streams=StreamService(guarded, clock, settings.streams, retry),
             health=health,
             metrics=metrics,
             clock=clock,

@@ -11,6 +11,8 @@ from starlette.types import ASGIApp
 
 from handoff.container import Container
 from handoff.http.auth import BearerAuth, is_loopback
+from handoff.http.resume import ResumeAnywhere
+from handoff.http.streams import RequesterContext, UnboundEventStore, bind_event_stores
 from handoff.observability.metrics import metrics_endpoint
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
@@ -53,12 +55,22 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
 
     # Content is limited in bytes after decoding; JSON escaping can inflate it up to 6x on the wire.
     body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
+    resumable = settings.streams.resumable
     app: Starlette = server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=security,
         max_request_body_size=body_limit,
         host=settings.http.host,
+        # Each session gets its own store bound below; the retry hint rides on the priming event,
+        # which the SDK sends only when there is a store (and the client speaks 2025-11-25 or later).
+        event_store=UnboundEventStore() if resumable else None,
+        retry_interval=settings.streams.retry_ms if resumable else None,
     )
+    served: ASGIApp = app
+    if resumable:
+        bind_event_stores(server.session_manager, container.streams)
+        served = ResumeAnywhere(app, container.streams, security)
+    served = RequesterContext(served)
     if settings.auth.mode == "tokens":
-        return BearerAuth(app, container.tokens.authenticate)
-    return app
+        return BearerAuth(served, container.tokens.authenticate)
+    return served

@@ -7,6 +7,8 @@
     repair        entries/handoffs without a session, counters out of step with entries
     expire_handoffs  handoffs pending longer than `handoff_accept_seconds` -> expired (what they
                   granted goes back, as when declined)
+    expire_stream_events  stored SSE events older than the streams' retention, then the oldest
+                  beyond their total byte budget -> deleted (services/streams.py)
 
 Each session moves in its own short transaction that re-checks the condition under the row lock,
 so a job racing an append never undoes it: the append either commits first (its activity pushes
@@ -27,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from handoff.config import LifecycleSettings
+from handoff.config import LifecycleSettings, StreamSettings
 from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import is_handoff_overdue
 from handoff.domain.models import HandoffStatus, Session, SessionStatus
@@ -39,7 +41,7 @@ from handoff.services.transitions import lock_handoff, move_handoff, transition
 # Standard-library logging (services stay free of infrastructure); logs.py renders `extra` as JSON fields.
 log = logging.getLogger(__name__)
 
-JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs")
+JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs", "expire_stream_events")
 MAX_DETAIL_KEYS = 100
 
 
@@ -65,11 +67,19 @@ class JobReport:
 
 
 class LifecycleService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, settings: LifecycleSettings, holder: str) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        settings: LifecycleSettings,
+        holder: str,
+        streams: StreamSettings | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._settings = settings
         self._holder = holder
+        self._streams = streams or StreamSettings()
 
     async def run(self, job: str) -> JobReport:
         """Run one job to completion (bounded by max_sessions_per_run) and record its statistics."""
@@ -80,6 +90,7 @@ class LifecycleService:
             "archive": self._archive,
             "purge": self._purge,
             "expire_handoffs": self._expire_handoffs,
+            "expire_stream_events": self._expire_stream_events,
         }
         if job not in steps:
             raise InvalidInput(f"no job named {job!r}; jobs are {', '.join(JOBS)}", {"field": "job"})
@@ -216,6 +227,33 @@ class LifecycleService:
                 "handoff expired",
                 extra={"handoff_id": handoff_id, "session_key": handoff.session_key, "actor": report.job},
             )
+
+    async def _expire_stream_events(self, report: JobReport) -> None:
+        """Old events first (no one may replay them any more), then the oldest of the rest until all
+        streams together fit `max_total_bytes`; in chunks, each its own short transaction."""
+        chunk = self._settings.chunk_rows
+        cutoff = self._clock.now() - timedelta(seconds=self._streams.retention_seconds)
+        expired = 0
+        while True:
+            async with self._write() as uow:
+                deleted = await uow.streams.delete_before(cutoff, limit=chunk)
+                await uow.commit()
+            expired += deleted
+            if deleted < chunk:
+                break
+        async with self._uow(write=False) as uow:
+            last = await uow.streams.newest_over_budget(self._streams.max_total_bytes)
+        over_budget = 0
+        while last is not None:
+            async with self._write() as uow:
+                deleted = await uow.streams.delete_up_to(last, limit=chunk)
+                await uow.commit()
+            over_budget += deleted
+            if deleted < chunk:
+                break
+        report.changed += expired + over_budget
+        report.details["expired"] = expired
+        report.details["over_budget"] = over_budget
 
     async def _repair(self, report: JobReport) -> None:
         async with self._write() as uow:

@@ -27,6 +27,7 @@ from handoff.domain.models import (
     SessionStatus,
 )
 from handoff.domain.notices import Change
+from handoff.domain.streams import NewStreamEvent, StreamOwner
 from handoff.domain.tokens import ApiToken
 
 
@@ -179,6 +180,26 @@ class TokenRepository(Protocol):
         ...
 
 
+class StreamEventRepository(Protocol):
+    """Stored SSE events of resumable HTTP streams; reads see only what `owner` wrote."""
+
+    async def add_many(self, events: Sequence[NewStreamEvent], *, now: datetime) -> None: ...
+
+    async def find_stream(self, stream_key: str, owner: StreamOwner, *, since: datetime) -> str | None: ...
+
+    async def list_after(
+        self, stream_key: str, owner: StreamOwner, *, after_seq: int, since: datetime, limit: int
+    ) -> list[tuple[int, str | None]]: ...
+
+    async def trim_stream(self, stream_key: str, *, up_to_seq: int) -> int: ...
+
+    async def delete_before(self, cutoff: datetime, *, limit: int) -> int: ...
+
+    async def newest_over_budget(self, max_bytes: int) -> int | None: ...
+
+    async def delete_up_to(self, last_id: int, *, limit: int) -> int: ...
+
+
 class HandoffRepository(Protocol):
     async def add(self, handoff: Handoff) -> None: ...
 
@@ -277,6 +298,7 @@ class UnitOfWork(Protocol):
     maintenance: MaintenanceRepository
     imports: ImportRepository
     tokens: TokenRepository
+    streams: StreamEventRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -31,6 +31,7 @@ from handoff.services.ports import (
     ImportRepository,
     MaintenanceRepository,
     SessionRepository,
+    StreamEventRepository,
     TokenRepository,
     TransactionObserver,
     TransactionWatch,
@@ -45,6 +46,7 @@ from handoff.storage.repositories import (
     SqlImportRepository,
     SqlSessionRepository,
 )
+from handoff.storage.streams import SqlStreamEventRepository
 from handoff.storage.tokens import SqlTokenRepository
 
 _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
@@ -75,6 +77,7 @@ class _Repositories:
     maintenance: MaintenanceRepository
     imports: ImportRepository
     tokens: TokenRepository
+    streams: StreamEventRepository
 
     def _bind(self, db: Db) -> None:
         self.sessions = SqlSessionRepository(db)
@@ -84,6 +87,7 @@ class _Repositories:
         self.maintenance = SqlMaintenanceRepository(db)
         self.imports = SqlImportRepository(db)
         self.tokens = SqlTokenRepository(db)
+        self.streams = SqlStreamEventRepository(db)
 
 
 def _translate(exc: BaseException | None) -> None:
