@@ -16,6 +16,7 @@ from handoff.container import Container
 from handoff.domain.streams import NewStreamEvent, StreamOwner, fingerprint, format_event_id, new_stream_key
 from handoff.http.streams import SessionEventStore
 from handoff.storage.tables import stream_events
+from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
 from tests.unit.fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +150,32 @@ async def test_the_writer_stores_events_behind_the_caller_and_flushes_what_is_qu
         assert sorted(stored) == list(range(600))
         rows = await _rows(c)
         assert [seq for _, seq in rows] == list(range(600))
+
+
+async def test_a_unit_that_need_not_be_durable_skips_the_disk_wait_and_gives_its_connection_back_as_it_was(
+    settings: Settings,
+) -> None:
+    async with Container.build(settings) as c:
+        sqlite = c.request_engine is not None
+        factory = (
+            SqliteUnitOfWorkFactory(c.request_engine)
+            if c.request_engine is not None
+            else AsyncUnitOfWorkFactory(c.engine)
+        )
+        probe = sa.text("PRAGMA synchronous" if sqlite else "SHOW synchronous_commit")
+        fast, safe = ("1", "2") if sqlite else ("off", "on")  # SQLite: NORMAL / FULL
+
+        async def setting(uow: object) -> str:
+            return str((await uow.streams._db.execute(probe)).scalar())  # type: ignore[attr-defined]
+
+        key = new_stream_key()
+        for round_ in range(3):  # the pool hands the same connections out again
+            async with factory(write=True, durable=False) as uow:
+                assert await setting(uow) == fast
+                await uow.streams.add_many([NewStreamEvent(OWNER, key, "7", round_, "{}")], now=FakeClock().now())
+                await uow.commit()
+            async with factory(write=True) as uow:
+                assert await setting(uow) == safe
+            async with factory(write=False) as uow:
+                assert await setting(uow) == safe
+        assert [seq for _, seq in await _rows(c)] == [0, 1, 2]

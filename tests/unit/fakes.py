@@ -447,7 +447,7 @@ class FakeUnitOfWorkFactory:
         self.opened: list[FakeUnitOfWork] = []
         self.announced: list[Change] = []  # what committed units told subscribers, in order
 
-    def __call__(self, *, write: bool) -> FakeUnitOfWork:
+    def __call__(self, *, write: bool, durable: bool = True) -> FakeUnitOfWork:
         uow = FakeUnitOfWork(self, write=write)
         self.opened.append(uow)
         return uow

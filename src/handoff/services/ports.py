@@ -333,8 +333,13 @@ class TransactionObserver(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool) -> UnitOfWork:
-        """A read unit sees one snapshot; a write unit holds the write lock from its start."""
+    def __call__(self, *, write: bool, durable: bool = True) -> UnitOfWork:
+        """A read unit sees one snapshot; a write unit holds the write lock from its start.
+
+        `durable=False`: the commit does not wait for the disk (no fsync on SQLite, no WAL flush
+        wait on PostgreSQL); it stays atomic and consistent, but a power cut may lose it. Only for
+        data that can be lost, such as the replay buffer of answer streams.
+        """
 
 
 # -- change notices ------------------------------------------------------------------------

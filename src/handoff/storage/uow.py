@@ -192,11 +192,13 @@ class AsyncUnitOfWork(_UnitOfWork):
         observer: TransactionObserver | None = None,
         notify_channel: str | None = None,
         on_commit: OnCommit | None = None,
+        durable: bool = True,
     ) -> None:
         super().__init__(write=write, breaker=breaker, observer=observer, on_commit=on_commit)
         self._engine = engine
         self._conn: AsyncConnection | None = None
         self._notify_channel = notify_channel
+        self._durable = durable
 
     async def _open(self) -> None:
         try:
@@ -210,6 +212,8 @@ class AsyncUnitOfWork(_UnitOfWork):
             if self._write:
                 await conn.execution_options(**{WRITE_OPTION: True})
             await conn.begin()
+            if not self._durable and conn.dialect.name == "postgresql":
+                await conn.execute(_ASYNC_COMMIT)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await conn.close()
@@ -249,10 +253,12 @@ class SqliteUnitOfWork(_UnitOfWork):
         breaker: CircuitBreaker | None = None,
         observer: TransactionObserver | None = None,
         on_commit: OnCommit | None = None,
+        durable: bool = True,
     ) -> None:
         super().__init__(write=write, breaker=breaker, observer=observer, on_commit=on_commit)
         self._engine = engine
         self._conn: Connection | None = None
+        self._durable = durable
 
     async def _open(self) -> None:
         try:
@@ -262,10 +268,17 @@ class SqliteUnitOfWork(_UnitOfWork):
         try:
             if self._write:
                 conn.execution_options(**{WRITE_OPTION: True})
+                if not self._durable:
+                    # In WAL mode NORMAL skips the fsync at commit; the next durable commit on
+                    # the file syncs these frames too. Set back to FULL before the connection
+                    # returns to the pool (_close).
+                    _set_synchronous(conn, "NORMAL")
                 await _begin_immediate(conn)
             else:
                 conn.begin()
         except BaseException as exc:
+            if not self._durable:
+                _set_synchronous(conn, "FULL")
             conn.close()
             _translate(exc)
             raise
@@ -282,8 +295,16 @@ class SqliteUnitOfWork(_UnitOfWork):
             if not self._done:
                 self._conn.rollback()  # discards the WAL frames of this transaction: no I/O wait
         finally:
+            if not self._durable and self._write:
+                _set_synchronous(self._conn, "FULL")
             self._conn.close()
         _translate(exc)
+
+
+def _set_synchronous(conn: Connection, level: str) -> None:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute(f"PRAGMA synchronous={level}")
 
 
 async def _begin_immediate(conn: Connection) -> None:
@@ -307,6 +328,8 @@ async def _begin_immediate(conn: Connection) -> None:
 
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+# This transaction's commit returns before its WAL reaches the disk (it is still atomic).
+_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
 
 
 class AsyncUnitOfWorkFactory:
@@ -328,7 +351,7 @@ class AsyncUnitOfWorkFactory:
         self._notify_channel = notify_channel
         self._on_commit = on_commit
 
-    def __call__(self, *, write: bool) -> AsyncUnitOfWork:
+    def __call__(self, *, write: bool, durable: bool = True) -> AsyncUnitOfWork:
         return AsyncUnitOfWork(
             self._engine,
             write=write,
@@ -336,6 +359,7 @@ class AsyncUnitOfWorkFactory:
             observer=self._observer,
             notify_channel=self._notify_channel,
             on_commit=self._on_commit,
+            durable=durable,
         )
 
 
@@ -353,7 +377,12 @@ class SqliteUnitOfWorkFactory:
         self._observer = observer
         self._on_commit = on_commit
 
-    def __call__(self, *, write: bool) -> SqliteUnitOfWork:
+    def __call__(self, *, write: bool, durable: bool = True) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(
-            self._engine, write=write, breaker=self.breaker, observer=self._observer, on_commit=self._on_commit
+            self._engine,
+            write=write,
+            breaker=self.breaker,
+            observer=self._observer,
+            on_commit=self._on_commit,
+            durable=durable,
         )
