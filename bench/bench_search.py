@@ -7,7 +7,7 @@ dropped here):
    (bench_scale's loader tables: COPY on PostgreSQL, executemany on SQLite). The text is distinct
    per entry: words drawn from a 40,000-word Zipf vocabulary, like prose and logs (a few words in
    most entries, most words in few). 5% of the sessions are archived: their content is packed.
-2. Upgrade to head: migration 0005 builds the index from the loaded entries (archived ones
+2. Upgrade to head: migration 0008 builds the index from the loaded entries (archived ones
    unpacked). Timed: what an operator upgrading a database of this size waits for. Then settle it
    (SQLite fsync; PostgreSQL VACUUM ANALYZE, CHECKPOINT).
 3. Search, in process through SearchService (the tool's whole work: parse, query, snippets), a
@@ -306,7 +306,7 @@ async def measure_search(container: Container, plan: Plan, corpus: Corpus, loade
 
 
 async def _plain_insert(db: Db, rows: Any) -> None:
-    """The append path without the index: the entry row alone (as before migration 0005)."""
+    """The append path without the index: the entry row alone (as before migration 0008)."""
     await db.execute(context_entries.insert(), list(rows))
 
 
@@ -395,7 +395,7 @@ async def run_backend(backend: str, plan: Plan, pg_url: str, workdir: Path) -> d
             index_seconds = time.perf_counter() - started
         finally:
             await container.close()
-        print(f"[{backend}] migration 0005 indexed them in {index_seconds:.1f}s", flush=True)
+        print(f"[{backend}] migration 0008 indexed them in {index_seconds:.1f}s", flush=True)
         await settle(backend, url, path)
         space = await sizes(backend, url, path)
         async with Container.build(settings) as container:
@@ -412,7 +412,7 @@ async def run_backend(backend: str, plan: Plan, pg_url: str, workdir: Path) -> d
         "plan": asdict(plan),
         "archived_sessions": loaded.archived,
         "load_seconds": round(load_seconds, 1),
-        "migration_0005_seconds": round(index_seconds, 1),
+        "migration_0008_seconds": round(index_seconds, 1),
         **space,
         "search": searches,
         "append": appends,

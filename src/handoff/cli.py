@@ -224,6 +224,7 @@ async def _open_storage(settings: Settings, gate: ContainerGate, serving: anyio.
         gate.fail(error.message if isinstance(error, CannotStart) else "start-up was interrupted")
         raise
     gate.open(container)
+    serving.start_soon(container.changes.run)
     if settings.lifecycle.jobs_enabled:
         serving.start_soon(container.jobs.run_forever)
     log.info("serving", transport="stdio", database=container.engine.url.render_as_string(hide_password=True))
@@ -247,8 +248,9 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
     from handoff.mcp.server import build_server
 
     with listener:
-        async with Container.build(settings) as container, _background_jobs(container):
-            app = build_http_app(build_server(container), container)
+        async with Container.build(settings) as container, _background_jobs(container), container.streams.writer():
+            mcp_server = build_server(container)
+            app = build_http_app(mcp_server, container)
             config = uvicorn.Config(
                 app,
                 log_config=None,
@@ -256,7 +258,10 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
                 timeout_graceful_shutdown=10,
                 lifespan="on",
             )
-            server = AnnouncingServer(config, container)
+            subscriptions = getattr(mcp_server, "subscriptions", None)
+            server = AnnouncingServer(
+                config, container, before_shutdown=None if subscriptions is None else subscriptions.close_streams
+            )
             await server.serve(sockets=[listener])
             await _drain_leftover_tasks()
     if server.misdirected_stdio_client:
@@ -268,12 +273,11 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
 
 @asynccontextmanager
 async def _background_jobs(container: Container) -> AsyncIterator[None]:
-    """The lifecycle jobs run in the server's own task group and stop with it."""
-    if not container.settings.lifecycle.jobs_enabled:
-        yield
-        return
+    """The lifecycle jobs and the change feed's receiver run in the server's own task group and stop with it."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(container.jobs.run_forever)
+        tg.start_soon(container.changes.run)
+        if container.settings.lifecycle.jobs_enabled:
+            tg.start_soon(container.jobs.run_forever)
         try:
             yield
         finally:

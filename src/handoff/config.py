@@ -56,6 +56,11 @@ class LimitSettings(BaseModel):
     max_content_bytes: int = Field(default=8 * MIB, ge=1)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=2)
     max_page_size: int = Field(default=500, ge=1)
+    max_page_bytes: int = Field(
+        default=4 * MIB,
+        ge=1024,
+        description="Content one page of entries may carry; an entry larger than this comes alone in its page.",
+    )
     max_key_length: int = Field(default=128, ge=8)
 
 
@@ -158,6 +163,35 @@ class AuthSettings(BaseModel):
     )
 
 
+class NotifySettings(BaseModel):
+    backend: Literal["auto", "postgres", "redis", "local", "off"] = Field(
+        default="auto",
+        description=(
+            "How change notices reach subscribers on every replica. auto: redis when a Redis URL is set, "
+            "else postgres on PostgreSQL, else local (this process only); off: no subscriptions."
+        ),
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="resources/subscribe URIs one connection may hold (and URIs per listen stream)."
+    )
+    max_listen_streams: int = Field(default=1024, ge=1, description="Open subscriptions/listen streams per server.")
+
+
+class StreamSettings(BaseModel):
+    """Resumable HTTP streams: the SSE events of each response kept in the database for a while, so a
+    client whose stream dropped reconnects with Last-Event-ID and gets what it missed."""
+
+    resumable: bool = Field(default=True, description="Keep SSE events for resumption (HTTP only).")
+    retry_ms: int = Field(default=1000, ge=0, description="The SSE `retry` hint: how long a client waits to reconnect.")
+    retention_seconds: int = Field(default=600, ge=1, description="How long an event can be replayed.")
+    max_events_per_stream: int = Field(default=1000, ge=2, description="A stream keeps its newest events, this many.")
+    max_event_bytes: int = Field(
+        default=1 * MIB, ge=1024, description="A larger response is replayed as an error that says to call again."
+    )
+    max_total_bytes: int = Field(default=256 * MIB, ge=MIB, description="All streams together; the oldest go first.")
+    expire_interval_seconds: float = Field(default=60, gt=0, description="How often old events are deleted.")
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -183,6 +217,8 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
 
     # How `handoff serve` talks to clients when --transport is not given (`handoff stdio` forces stdio):
     # MCP client launchers often cannot pass our flags, but they can always set the environment.

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from handoff.analysis.runner import AnalyzerLimits, SubprocessAnalyzer
 from handoff.cache import MemoryCache
+from handoff.cache.feeds import LocalChangeFeed, NoChangeFeed
 from handoff.clock import SystemClock
 from handoff.config import CacheSettings, Settings
 from handoff.errors import CannotStart, DatabaseUnavailable
@@ -30,12 +31,14 @@ from handoff.services.handoffs import HandoffService
 from handoff.services.health import HealthService
 from handoff.services.imports import ImportService
 from handoff.services.lifecycle import LifecycleService
-from handoff.services.ports import Cache, Clock, JobLock, UnitOfWorkFactory
+from handoff.services.ports import Cache, ChangeFeed, Clock, JobLock, UnitOfWorkFactory
 from handoff.services.search import SearchService
 from handoff.services.sessions import SessionService
+from handoff.services.streams import StreamService
 from handoff.services.tokens import TokenService
 from handoff.storage.engine import create_engine, create_sqlite_request_engine, is_sqlite
 from handoff.storage.locks import PostgresAdvisoryLock, SqliteLease
+from handoff.storage.notify import PostgresChangeFeed, channel_name
 from handoff.storage.probe import DatabaseProbe, explain_connection_failure
 from handoff.storage.revision import SCHEMA_HEAD, current_revision
 from handoff.storage.uow import AsyncUnitOfWorkFactory, SqliteUnitOfWorkFactory
@@ -97,6 +100,30 @@ def build_cache(settings: CacheSettings) -> Cache:
         raise CannotStart(f"HANDOFF_REDIS_URL is not a Redis URL: {error}") from error
 
 
+def build_change_feed(settings: Settings, engine: AsyncEngine) -> ChangeFeed:
+    """Where committed changes go so that subscribers on every replica hear of them."""
+    backend = settings.notify.backend
+    redis_url = settings.cache.redis_url
+    if backend == "auto":
+        backend = "redis" if redis_url is not None else "local" if is_sqlite(engine) else "postgres"
+    if backend == "off":
+        return NoChangeFeed()
+    if backend == "local":
+        return LocalChangeFeed()
+    if backend == "postgres":
+        if is_sqlite(engine):
+            raise CannotStart("HANDOFF_NOTIFY__BACKEND=postgres needs a PostgreSQL database; use local or redis")
+        return PostgresChangeFeed(engine, channel_name(settings.db.schema_name))
+    if redis_url is None:
+        raise CannotStart("HANDOFF_NOTIFY__BACKEND=redis needs HANDOFF_REDIS_URL")
+    from handoff.cache.redis_feed import RedisChangeFeed
+
+    # Per key prefix and schema: deployments sharing one Redis never hear each other's sessions.
+    channel = f"{settings.cache.key_prefix}changes:{settings.db.schema_name or ''}"
+    timeout = max(1.0, settings.cache.socket_timeout_seconds)
+    return RedisChangeFeed(redis_url.get_secret_value(), channel, socket_timeout=timeout)
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -112,6 +139,8 @@ class Container:
     completion: CompletionService
     tokens: TokenService
     search: SearchService
+    streams: StreamService
+    changes: ChangeFeed = field(default_factory=NoChangeFeed)
     clock: Clock = field(default_factory=SystemClock)
     # SQLite only: the sync engine requests run on (see storage/db.py).
     request_engine: Engine | None = None
@@ -141,11 +170,17 @@ class Container:
         # tracing is on; wait and in-progress gauges always): one object per transaction, no wrappers.
         observer = TransactionMetrics(metrics, system=engine.dialect.name)
         guarded: UnitOfWorkFactory
+        changes = build_change_feed(settings, engine)
+        # PostgreSQL's feed is sent inside each transaction (NOTIFY); the others right after commit.
+        on_commit = None if isinstance(changes, PostgresChangeFeed | NoChangeFeed) else changes.published
         if is_sqlite(engine):
             request_engine = create_sqlite_request_engine(url, settings.db)
-            guarded = SqliteUnitOfWorkFactory(request_engine, breaker=breaker, observer=observer)
+            guarded = SqliteUnitOfWorkFactory(request_engine, breaker=breaker, observer=observer, on_commit=on_commit)
         else:
-            guarded = AsyncUnitOfWorkFactory(engine, breaker=breaker, observer=observer)
+            notify_channel = changes.channel if isinstance(changes, PostgresChangeFeed) else None
+            guarded = AsyncUnitOfWorkFactory(
+                engine, breaker=breaker, observer=observer, notify_channel=notify_channel, on_commit=on_commit
+            )
         retry = TransientRetry(
             lambda exc: isinstance(exc, DatabaseUnavailable),
             attempts=db.retry_attempts,
@@ -173,7 +208,9 @@ class Container:
             ),
         )
         job_lock: JobLock = SqliteLease(engine, clock) if is_sqlite(engine) else PostgresAdvisoryLock(engine)
-        lifecycle = LifecycleService(guarded, clock, settings.lifecycle, holder=_holder_name())
+        lifecycle = LifecycleService(
+            guarded, clock, settings.lifecycle, holder=_holder_name(), streams=settings.streams
+        )
         handoffs = HandoffService(
             guarded, clock, settings.limits, settings.brief, retry, cache, redactor, lifecycle=settings.lifecycle
         )
@@ -196,6 +233,7 @@ class Container:
                 settings.lifecycle,
                 observer=metrics.observe_job,
                 on_skipped=metrics.record_job_skipped,
+                streams=settings.streams,
             ),
             sessions=sessions,
             context=context,
@@ -205,6 +243,8 @@ class Container:
             imports=ImportService(guarded, clock, sessions, context),
             tokens=TokenService(guarded, clock, settings.limits, retry),
             search=SearchService(guarded, settings.limits, retry),
+            changes=changes,
+            streams=StreamService(guarded, clock, settings.streams, retry),
             health=health,
             metrics=metrics,
             clock=clock,

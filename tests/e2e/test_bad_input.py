@@ -272,7 +272,9 @@ class RawMcp:
         if session_id := response.headers.get("mcp-session-id"):
             self.headers["mcp-session-id"] = session_id
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+            # Skipping the priming event (empty data) that resumable streams open with on 2025-11-25.
+            data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+            messages = [json.loads(d) for d in data if d.strip()]
             assert len(messages) == 1, response.text
             return response.status_code, messages[0]
         return response.status_code, response.json()

@@ -133,7 +133,9 @@ def test_sessions_list_and_show_print_what_is_stored(db: ServerDatabase) -> None
             call(3, "update_context", {"session_key": "cli-show", "context_type": "message", "content": "hello there"}),
         ],
     )
-    assert [json.loads(line)["result"].get("isError", False) for line in replies[1:]] == [False, False], replies
+    # Only the answers: a new session is also announced (notifications/resources/list_changed).
+    answers = [m for m in map(json.loads, replies) if "id" in m]
+    assert [m["result"].get("isError", False) for m in answers[1:]] == [False, False], replies
     listed = _run(db, "sessions", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [s["session_key"] for s in json.loads(listed.stdout)] == ["cli-show"]

@@ -9,7 +9,7 @@ from mcp.shared.exceptions import MCPError
 
 from handoff.config import Settings
 from handoff.container import Container
-from handoff.mcp.errors import resource_errors, tool_errors
+from handoff.mcp.errors import rpc_errors, tool_errors
 from handoff.mcp.server import build_server
 from tests.conftest import structured, tool_error
 
@@ -24,7 +24,7 @@ async def test_a_tool_call_past_its_deadline_is_cut_off_with_unavailable(setting
 
         # Registered through the same error/deadline wrappers as every real tool and resource.
         @server.resource("handoff://test/hang/{name}", mime_type="application/json")
-        @resource_errors
+        @rpc_errors
         async def hang(name: str) -> str:
             await released.wait()  # stands in for a dependency that stopped answering
             return "{}"

@@ -346,7 +346,7 @@ async def test_prompt_for_unknown_handoff_is_an_error_and_the_connection_survive
             with pytest.raises(MCPError, match="no handoff with id") as raised:
                 await b.get_prompt("resume_handoff", {"handoff_id": "0" * 32})
             assert raised.value.error.code == INVALID_PARAMS
-            assert raised.value.error.data == {"code": "not_found"}
+            assert raised.value.error.data["code"] == "not_found"
             assert (await call(b, "list_sessions", {}))["sessions"] == []
 
 

@@ -7,13 +7,17 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
+from handoff.config import Settings
+from handoff.container import Container
+from handoff.mcp.server import build_server
 from handoff.services.health import HealthService
 from tests.conftest import structured, tool_error
-from tests.e2e.servers import HANDOFF, server_env
+from tests.e2e.servers import HANDOFF, http_server, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +154,45 @@ async def test_a_resource_limit_that_is_a_digit_only_to_unicode_is_invalid_input
         await client.read_resource("handoff://sessions/s/context?limit=%C2%B2")
     assert raised.value.error.data["code"] == "invalid_input"
     assert raised.value.error.data["field"] == "limit"
+
+
+def test_health_and_metrics_refuse_a_foreign_host_on_a_loopback_bind(tmp_path: Path) -> None:
+    # A page on another site that rebinds its name to 127.0.0.1 sends its own name as Host.
+    with http_server(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}") as server:
+        port = server.base.rsplit(":", 1)[1]
+        with httpx.Client(base_url=server.base, timeout=10) as http:
+            for path in ("/healthz", "/readyz", "/metrics"):
+                foreign = http.get(path, headers={"Host": f"rebind.example:{port}"})
+                assert foreign.status_code == 421, (path, foreign.status_code, foreign.text[:200])
+                assert "handoff_" not in foreign.text
+                own = http.get(path)
+                assert own.status_code == 200, (path, own.status_code)
+            assert "handoff_" in http.get("/metrics").text
+
+
+async def test_a_page_of_entries_is_bounded_by_bytes_and_a_larger_entry_comes_alone(settings: Settings) -> None:
+    # Pages were bounded by count only: 24 entries of 8 MiB made one 200 MiB answer.
+    settings.limits.max_page_bytes = 1024
+    sizes = [300, 300, 300, 2000, 100, 100, 5000]
+    async with Container.build(settings) as built, Client(build_server(built)) as client:
+        structured(await client.call_tool("register_session", {"session_key": "big", "source_agent": "a"}))
+        for i, size in enumerate(sizes):
+            content = f"{i}:" + "x" * (size - 2)
+            structured(
+                await client.call_tool(
+                    "update_context", {"session_key": "big", "context_type": "message", "content": content}
+                )
+            )
+        pages: list[list[int]] = []
+        cursor = None
+        while True:
+            arguments = {"session_key": "big", "limit": 500} | ({"cursor": cursor} if cursor else {})
+            page = structured(await client.call_tool("get_context", arguments))
+            pages.append([len(e["content"]) for e in page["entries"]])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        # The resource reads page the same way.
+        first = json.loads((await client.read_resource("handoff://sessions/big/context")).contents[0].text)
+    assert pages == [[300, 300, 300], [2000], [100, 100], [5000]]
+    assert [len(e["content"]) for e in first["entries"]] == [300, 300, 300]

@@ -15,6 +15,8 @@ import anyio
 import httpx
 import pytest
 from mcp.client import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
 
 from tests.conftest import structured
 from tests.faults.conftest import crash_reasons, serving
@@ -123,4 +125,45 @@ async def test_postgres_crash_mid_load_gives_clean_unavailable_then_recovers_wit
     slowest = max(f.elapsed for f in ledger.failures)
     assert slowest <= DEADLINE + 1.0, f"a failing call took {slowest:.2f}s, past the {DEADLINE}s deadline"
     assert any("database is unavailable (circuit open" in f.message for f in down_failures)
+    assert crash_reasons(server) == []
+
+
+async def test_prompts_and_resources_report_a_database_outage_as_unavailable_not_as_bad_input(
+    postgres: PrivatePostgres,
+) -> None:
+    env = {"HANDOFF_LIMITS__REQUEST_TIMEOUT_SECONDS": str(DEADLINE), "HANDOFF_DB__CONNECT_TIMEOUT_SECONDS": "2"}
+    async with serving(postgres.url(), **env) as server:
+        with anyio.fail_after(120):
+            async with Client(server.url) as client:
+                structured(await client.call_tool("register_session", {"session_key": "out", "source_agent": "a"}))
+                handoff = structured(
+                    await client.call_tool("request_handoff", {"session_key": "out", "target_agent": "b"})
+                )
+                handoff_id = handoff["handoff"]["handoff_id"]
+                await anyio.to_thread.run_sync(postgres.stop, "immediate")
+                try:
+                    with pytest.raises(MCPError) as prompt_refused:
+                        await client.get_prompt("resume_handoff", {"handoff_id": handoff_id, "agent": "b"})
+                    with pytest.raises(MCPError) as read_refused:
+                        await client.read_resource("handoff://sessions/out/context")
+                finally:
+                    await anyio.to_thread.run_sync(postgres.start)
+                # Back up: the same prompt answers again (the outage was not remembered as bad input).
+                with anyio.fail_after(60):
+                    while True:
+                        try:
+                            resumed = await client.get_prompt(
+                                "resume_handoff", {"handoff_id": handoff_id, "agent": "b"}
+                            )
+                            break
+                        except MCPError as error:
+                            assert error.error.data["code"] == "unavailable", error.error
+                            await anyio.sleep(0.5)
+
+    for refused in (prompt_refused.value.error, read_refused.value.error):
+        # -32603 with our code: the client may retry; -32602 would tell it its arguments were wrong.
+        assert refused.code == INTERNAL_ERROR, refused
+        assert refused.data["code"] == "unavailable", refused
+        assert "Traceback" not in refused.message and "asyncpg" not in refused.message
+    assert "You have accepted this handoff" in resumed.messages[0].content.text  # type: ignore[union-attr]
     assert crash_reasons(server) == []

@@ -34,6 +34,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.notices import Change
 from handoff.errors import AlreadyExists, NotFound
 from handoff.services.context import ContextService
 from handoff.services.handoffs import HandoffService
@@ -253,12 +254,21 @@ class FakeEntryRepository:
         up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
+        max_bytes: int,
     ) -> list[ContextEntry]:
         rows = sorted(self._state.entries.get(session_id, []), key=lambda e: e.sequence_number)
         rows = [r for r in rows if after_sequence < r.sequence_number <= up_to]
         if context_types:
             rows = [r for r in rows if r.context_type in context_types]
-        return rows[:limit]
+        page: list[ContextEntry] = []
+        before_previous = 0  # content of the entries before the previous one
+        for index, row in enumerate(rows[:limit]):
+            if index >= 2:
+                before_previous += rows[index - 2].content_bytes
+            if before_previous >= max_bytes:
+                break
+            page.append(row)
+        return page
 
     async def list_tail(self, session_id: int, *, up_to: int, limit: int, excerpt_chars: int) -> list[EntryExcerpt]:
         rows = sorted(self._state.entries.get(session_id, []), key=lambda e: -e.sequence_number)
@@ -390,6 +400,10 @@ class FakeUnitOfWork:
         self.write = write
         self._working: State | None = None
         self.committed = False
+        self._changes: list[Change] = []
+
+    def announce(self, change: Change) -> None:
+        self._changes.append(change)
 
     async def __aenter__(self) -> Self:
         if self._working is not None:
@@ -409,6 +423,7 @@ class FakeUnitOfWork:
             raise AssertionError("a read unit of work must not commit")
         self._factory.state = copy.deepcopy(self._working)
         self._factory.commits += 1
+        self._factory.announced.extend(self._changes)
         self.committed = True
 
     async def __aexit__(
@@ -430,8 +445,9 @@ class FakeUnitOfWorkFactory:
         self.commits = 0
         self.rollbacks = 0
         self.opened: list[FakeUnitOfWork] = []
+        self.announced: list[Change] = []  # what committed units told subscribers, in order
 
-    def __call__(self, *, write: bool) -> FakeUnitOfWork:
+    def __call__(self, *, write: bool, durable: bool = True) -> FakeUnitOfWork:
         uow = FakeUnitOfWork(self, write=write)
         self.opened.append(uow)
         return uow

@@ -9,7 +9,8 @@ from handoff.domain.changes import change_gist, change_lines
 from handoff.domain.digest import Digest
 from handoff.domain.failures import failure_line
 from handoff.domain.models import ContextType
-from handoff.domain.tooluse import ToolUse, unwrap_shell
+from handoff.domain.selection import terms
+from handoff.domain.tooluse import ToolUse, command_label, output_gist, unwrap_shell
 
 M, T = ContextType.MESSAGE, ContextType.TOOL_CALL
 
@@ -207,3 +208,25 @@ def test_shell_wrappers_are_unwrapped_to_the_command_they_run() -> None:
     assert unwrap_shell('/bin/zsh -lc "pytest -q"') == "pytest -q"
     assert unwrap_shell("bash -lc 'make test'") == "make test"
     assert unwrap_shell("ls -la") == "ls -la"
+
+
+def test_a_command_label_drops_the_directory_prefix_and_the_trailing_comment() -> None:
+    assert command_label("cd /repo/src && go test ./...  # Run tests to verify") == "go test ./..."
+    assert command_label("cd '/a b' ; pytest -q tests/test_x.py") == "pytest -q tests/test_x.py"
+    assert command_label('/bin/zsh -lc "pytest -q"') == "pytest -q"
+    # A `#` inside quotes is part of the command, not a comment.
+    assert command_label("git commit -m 'fix # 12'") == "git commit -m 'fix # 12'"
+    assert command_label("cd /repo") == "cd /repo"
+
+
+def test_an_output_that_only_echoes_its_command_has_no_gist() -> None:
+    assert output_gist("$ pnpm db:seed") == ""
+    assert output_gist("$ pytest -q\n3 passed in 0.2s") == "3 passed in 0.2s"
+
+
+def test_identifiers_weigh_more_than_words_and_environment_names_count_as_identifiers() -> None:
+    found = terms("Set ALLOW_SEED and SITE_URL in convex/seedData.ts before getImageBlob() runs")
+    for identifier in ("allow_seed", "site_url", "convex/seeddata.ts", "getimageblob"):
+        assert found[identifier] == 1.0, identifier
+    assert "runs" not in found  # short common words say nothing
+    assert terms("同じ文章") == terms("同じ文章")  # remembered; the same text, the same terms

@@ -21,6 +21,7 @@ from handoff.domain.note import HandoffNote
 from handoff.domain.prose import clip
 from handoff.domain.recent import Widths, tail_lines
 from handoff.domain.selection import Section, select
+from handoff.domain.tooluse import command_label
 
 MIN_TOKEN_BUDGET = 64
 
@@ -125,7 +126,8 @@ def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w
     salient = [s for s in _ranked_sentences(digest) if s.category == "constraint" or s.seq not in shown_requests]
     constraints = [s for s in salient if s.category == "constraint" and s.role in ("user", "marker", "instructions")]
     rejected = [s for s in salient if s.category == "rejected"]
-    findings = [s for s in salient if s not in constraints and s not in rejected and s.category != "task"]
+    placed = {id(s) for s in constraints} | {id(s) for s in rejected}
+    findings = [s for s in salient if id(s) not in placed and s.category != "task"]
     steps = [s for s in salient if s.category == "task"]
     sections = [
         Section("Handoff note from the agent", 6.0, [*_note_lines(ctx)], decay=0.98, cap=0.4),
@@ -208,7 +210,8 @@ def _test_lines(digest: Digest) -> list[tuple[int, str]]:
         tc = digest.test_command
         exit_text = f", exit {tc['exit']}" if tc.get("exit") is not None else ""
         if tc.get("cmd"):
-            lines.insert(0, (0, f"- Test command: `{tc['cmd']}` (last run #{tc['q']}{exit_text})"))
+            command = clip(command_label(tc["cmd"]), 160)
+            lines.insert(0, (0, f"- Test command: `{command}` (last run #{tc['q']}{exit_text})"))
     shown_summaries: set[str] = set()
     for run in reversed(digest.runs[-4:]):
         if run["summary"] in shown_summaries:
@@ -273,7 +276,7 @@ def _error_lines(digest: Digest) -> list[tuple[int, str]]:
     for e in reversed(digest.errors):
         times = int(e.get("n", 1))
         where = f"#{e['q']}" if times < 2 else f"#{e.get('first', e['q'])}…#{e['q']}, {times}x"
-        origin = f" from `{clip(e['cmd'], 120)}`" if e.get("cmd") else ""
+        origin = f" from `{clip(command_label(e['cmd']), 60)}`" if e.get("cmd") else ""
         lines.append((int(e["q"]), f"- ({where}) `{e['text']}`{origin}"))
     return lines
 
@@ -351,7 +354,7 @@ def _command_lines(digest: Digest, w: Widths) -> list[tuple[int, str]]:
         exit_code = record.get("exit")
         status = "" if exit_code is None else f" → exit {exit_code}"
         gist = f": {record['gist']}" if record.get("gist") and not record.get("ro") else ""
-        line = (int(record.get("q", 0)), f"- #{record.get('q')} `{clip(cmd, w.command)}`{status}{gist}")
+        line = (int(record.get("q", 0)), f"- #{record.get('q')} `{clip(command_label(cmd), w.command)}`{status}{gist}")
         (looking if record.get("ro") and not exit_code else acting).append(line)
     return acting + looking
 

@@ -33,11 +33,11 @@ class Widths:
 
     @classmethod
     def for_budget(cls, budget: int) -> Widths:
-        scale = min(1.0, max(0.3, budget / 4000))
+        scale = min(1.0, max(0.25, budget / 4000))
         return cls(
             sentence=int(400 * scale),
-            request=int(1500 * scale),
-            task=int(6000 * scale * scale),
+            request=int(1000 * scale),
+            task=int(6000 * max(scale, 0.3) ** 2),  # the first request keeps its room at any budget
             tail_head=int(700 * scale),
             tail_output=int(500 * scale),
             command=int(240 * max(scale, 0.6)),

@@ -427,6 +427,22 @@ def unwrap_shell(command: str) -> str:
     return match.group(2).strip() if match else command.strip()
 
 
+_CD_PREFIX = re.compile(r"^cd\s+(?:\"[^\"]*\"|'[^']*'|\S+)\s*(?:&&|;)\s*")
+_TRAILING_COMMENT = re.compile(r"\s+#\s[^'\"`]*$")
+
+
+def command_label(command: str) -> str:
+    """The part of a command a reader needs: no `cd <dir> &&` in front, no `# why` comment after.
+
+    Agents prefix most commands with the directory they run in and Claude Code's transcripts carry
+    the call's description as a comment; both cost a line's worth of tokens and say nothing new.
+    """
+    text = unwrap_shell(command).split("\n", 1)[0].strip()
+    text = _TRAILING_COMMENT.sub("", text)
+    stripped = _CD_PREFIX.sub("", text, count=1)
+    return stripped or text
+
+
 def looks_like_tool_output(text: str) -> bool:
     """A "user" message that is really a tool's answer (mini-swe-agent, SWE-agent observations)."""
     head = text[:400].lstrip()
@@ -459,10 +475,14 @@ def is_read_only(command: str) -> bool:
 
 
 def output_gist(output: str) -> str:
-    """The last line of an output that says something (not a prompt, tag or separator)."""
+    """The last line of an output that says something (not a prompt, tag or separator).
+
+    A `$ command` line is the command echoed back (how transcripts write a call): it says nothing
+    the command does not, so an output that is only that has no gist.
+    """
     tail = output[-4000:].splitlines()
     for line in reversed(tail):
         text = line.strip()
-        if text and not _NOISE_LINE.match(text) and len(text) > 2:
+        if text and not _NOISE_LINE.match(text) and len(text) > 2 and not text.startswith("$ "):
             return " ".join(text.split())[:160]
     return ""

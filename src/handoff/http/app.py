@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from handoff.container import Container
-from handoff.http.auth import BearerAuth
+from handoff.http.auth import BearerAuth, is_loopback
+from handoff.http.resume import ResumeAnywhere
+from handoff.http.streams import RequesterContext, UnboundEventStore, bind_event_stores
 from handoff.observability.metrics import metrics_endpoint
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
@@ -19,21 +21,6 @@ LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 
 def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
     settings = container.settings
-
-    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
-    async def readyz(_: Request) -> Response:
-        report = await container.health.check_ready()
-        container.metrics.observe_readiness(report)
-        return JSONResponse(report, status_code=200 if report["ready"] else 503)
-
-    @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
-    async def metrics(request: Request) -> Response:
-        return await metrics_endpoint(request, container.metrics)
-
     extra = settings.http.allowed_hosts
     security = TransportSecuritySettings(
         # Browsers on other sites must not reach a loopback server through DNS rebinding.
@@ -41,14 +28,49 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
         allowed_hosts=LOOPBACK_HOSTS + extra,
         allowed_origins=LOOPBACK_ORIGINS + [f"http://{h}" for h in extra] + [f"https://{h}" for h in extra],
     )
+    # The SDK checks Host and Origin on /mcp only. On a loopback bind the other endpoints get the same
+    # check (a rebinding page could read /metrics otherwise). On any other bind they stay open to
+    # every Host: orchestrators probe and scrape a replica by its address (Kubernetes sends the pod
+    # IP as Host), and such a bind already requires tokens on /mcp.
+    guard = TransportSecurityMiddleware(security) if is_loopback(settings.http.host) else None
+
+    async def refused(request: Request) -> Response | None:
+        return await guard.validate_request(request) if guard is not None else None
+
+    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def healthz(request: Request) -> Response:
+        return await refused(request) or JSONResponse({"status": "ok"})
+
+    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def readyz(request: Request) -> Response:
+        if denied := await refused(request):
+            return denied
+        report = await container.health.check_ready()
+        container.metrics.observe_readiness(report)
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def metrics(request: Request) -> Response:
+        return await refused(request) or await metrics_endpoint(request, container.metrics)
+
     # Content is limited in bytes after decoding; JSON escaping can inflate it up to 6x on the wire.
     body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
+    resumable = settings.streams.resumable
     app: Starlette = server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=security,
         max_request_body_size=body_limit,
         host=settings.http.host,
+        # Each session gets its own store bound below; the retry hint rides on the priming event,
+        # which the SDK sends only when there is a store (and the client speaks 2025-11-25 or later).
+        event_store=UnboundEventStore() if resumable else None,
+        retry_interval=settings.streams.retry_ms if resumable else None,
     )
+    served: ASGIApp = app
+    if resumable:
+        bind_event_stores(server.session_manager, container.streams)
+        served = ResumeAnywhere(app, container.streams, security)
+    served = RequesterContext(served)
     if settings.auth.mode == "tokens":
-        return BearerAuth(app, container.tokens.authenticate)
-    return app
+        return BearerAuth(served, container.tokens.authenticate)
+    return served

@@ -10,7 +10,7 @@ import os
 import socket
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -68,10 +68,20 @@ class AnnouncingServer(uvicorn.Server):
     and this server running on, the server stops and says which command to use.
     """
 
-    def __init__(self, config: uvicorn.Config, container: Container) -> None:
+    def __init__(
+        self, config: uvicorn.Config, container: Container, before_shutdown: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self.container = container
         self.misdirected_stdio_client = False
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Open subscription streams never finish by themselves: ended first (gracefully, so clients
+        # know to listen again elsewhere), or uvicorn would wait out its whole graceful timeout.
+        if self._before_shutdown is not None:
+            self._before_shutdown()
+        await super().shutdown(sockets)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import anyio
 
-from handoff.config import LifecycleSettings
+from handoff.config import LifecycleSettings, StreamSettings
 from handoff.errors import HandoffError
 from handoff.logs import get_logger
 from handoff.observability.tracing import job_span
@@ -26,6 +26,7 @@ class JobRunner:
         settings: LifecycleSettings,
         observer: JobObserver | None = None,
         on_skipped: Callable[[str], None] | None = None,
+        streams: StreamSettings | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._lock = lock
@@ -39,6 +40,7 @@ class JobRunner:
             "purge": settings.purge_interval_seconds,
             "expire_handoffs": settings.expire_handoffs_interval_seconds,
             "merge_search": settings.merge_search_interval_seconds,
+            "expire_stream_events": (streams or StreamSettings()).expire_interval_seconds,
         }
 
     async def run_once(self, job: str) -> JobReport | None:

@@ -17,7 +17,7 @@ import structlog
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from handoff.errors import HandoffError, InvalidInput, NotFound
+from handoff.errors import HandoffError, InvalidInput, Unavailable
 from handoff.logs import get_logger
 
 log = get_logger(__name__)
@@ -85,8 +85,9 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
-def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Resources answer with JSON-RPC errors: invalid params for bad or unknown URIs."""
+def rpc_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Resources and prompts answer with JSON-RPC errors: invalid params for bad input and unknown
+    names, internal error (with our code, e.g. `unavailable`) when the server could not answer."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -98,7 +99,7 @@ def resource_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise
         except Exception:
             cid = _correlation_id()
-            log.exception("resource crashed", resource=fn.__name__)
+            log.exception("handler crashed", handler=fn.__name__)
             _note_outcome("internal")
             raise MCPError(code=types.INTERNAL_ERROR, message=INTERNAL_MESSAGE.format(cid=cid)) from None
 
@@ -136,5 +137,7 @@ def refusal(error: HandoffError, outcome: str | None = None) -> types.CallToolRe
 def rpc_error(error: HandoffError) -> MCPError:
     """A refusal of a resource read or prompt: a JSON-RPC error whose data carries our code."""
     _note_outcome(error.code)
-    code = types.INVALID_PARAMS if isinstance(error, NotFound | InvalidInput) else types.INTERNAL_ERROR
+    # The caller's request was refused (bad input, unknown, not allowed, wrong state): invalid
+    # params. The server could not answer (a database outage): an internal error, retryable.
+    code = types.INTERNAL_ERROR if isinstance(error, Unavailable) else types.INVALID_PARAMS
     return MCPError(code=code, message=error.message, data={"code": error.code, **error.details})

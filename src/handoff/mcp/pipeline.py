@@ -49,7 +49,9 @@ _HANDOFF_TYPES = frozenset(t.value for t in HandoffType)
 # handoff://<collection>/<id>/<facet>: which id each collection has, and the facets that exist.
 _RESOURCE_IDS = {"sessions": "{session_key}", "handoffs": "{handoff_id}", "agents": "{agent}"}
 _RESOURCE_FACETS = frozenset({"context", "lifecycle", "inbox"})
-_TIMED_METHODS = frozenset({"tools/call", "resources/read", "prompts/get", "completion/complete"})
+_TIMED_METHODS = frozenset(
+    {"tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete"}
+)
 
 
 class RequestPipeline:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-import mcp_types as types
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
-from mcp.shared.exceptions import MCPError
 from pydantic import Field
 
 from handoff.domain.lifecycle import check_handoff_target
 from handoff.domain.models import HandoffStatus
-from handoff.errors import HandoffError
+from handoff.mcp.errors import rpc_errors
 from handoff.mcp.identity import acting_agent
 
 if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
@@ -41,6 +39,7 @@ target_agent=<who takes over>, note={{...}}) with these fields (all optional):
 
 def register_prompts(server: MCPServer, c: Container) -> None:
     @server.prompt(name="resume_handoff", title="Resume a handoff")
+    @rpc_errors
     async def resume_handoff(
         handoff_id: Annotated[str, Field(description="The handoff_id from request_handoff or your inbox.")],
         agent: Annotated[
@@ -50,17 +49,14 @@ def register_prompts(server: MCPServer, c: Container) -> None:
     ) -> list[UserMessage]:
         """The brief and instructions of a handoff, as the receiving agent's opening message; with agent
         (the target), a pending handoff is accepted too."""
-        try:
-            view = await c.handoffs.get(handoff_id)
-            accepted_now = False
-            if agent is not None:
-                agent = acting_agent(agent) or agent  # with a token: only its own agent
-                check_handoff_target(view.handoff, agent.strip(), "resume")
-                if view.handoff.status is HandoffStatus.PENDING:
-                    view = await c.handoffs.accept(handoff_id, agent)
-                    accepted_now = True
-        except HandoffError as error:
-            raise MCPError(code=types.INVALID_PARAMS, message=error.message, data={"code": error.code}) from None
+        view = await c.handoffs.get(handoff_id)
+        accepted_now = False
+        if agent is not None:
+            agent = acting_agent(agent) or agent  # with a token: only its own agent
+            check_handoff_target(view.handoff, agent.strip(), "resume")
+            if view.handoff.status is HandoffStatus.PENDING:
+                view = await c.handoffs.accept(handoff_id, agent)
+                accepted_now = True
         h = view.handoff
         if accepted_now:
             standing = f"You have accepted this handoff ({h.handoff_id})."
@@ -78,12 +74,10 @@ def register_prompts(server: MCPServer, c: Container) -> None:
         return [UserMessage(content=text)]
 
     @server.prompt(name="prepare_handoff", title="Prepare a handoff note")
+    @rpc_errors
     async def prepare_handoff(
         session_key: Annotated[str, Field(description="The session you are about to hand off.")],
     ) -> list[UserMessage]:
         """Shows what the server already knows of a session and asks you to write the handoff note."""
-        try:
-            preview = await c.handoffs.preview(session_key, PREVIEW_TOKENS)
-        except HandoffError as error:
-            raise MCPError(code=types.INVALID_PARAMS, message=error.message, data={"code": error.code}) from None
+        preview = await c.handoffs.preview(session_key, PREVIEW_TOKENS)
         return [UserMessage(content=PREPARE_TEXT.format(session_key=session_key, preview=preview))]

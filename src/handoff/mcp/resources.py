@@ -9,7 +9,8 @@ from mcp.server.mcpserver import MCPServer
 
 from handoff.domain.models import HandoffStatus, SessionStatus
 from handoff.errors import InvalidInput
-from handoff.mcp.errors import dump, resource_errors
+from handoff.mcp.errors import dump, rpc_errors
+from handoff.mcp.identity import acting_agent
 from handoff.mcp.schemas import (
     ContextPageResult,
     EntryOut,
@@ -61,19 +62,19 @@ def register_resources(server: MCPServer, c: Container) -> None:
         return dump(body)
 
     @server.resource("handoff://sessions", name="sessions", title="Live sessions", mime_type=JSON)
-    @resource_errors
+    @rpc_errors
     async def live_sessions() -> str:
         """Active and dormant sessions, oldest first (first page; follow next_uri for more)."""
         return await _sessions_page(None)
 
     @server.resource("handoff://sessions{?cursor}", name="sessions_page", title="Live sessions (page)", mime_type=JSON)
-    @resource_errors
+    @rpc_errors
     async def live_sessions_page(cursor: str | None = None) -> str:
         """A further page of live sessions."""
         return await _sessions_page(cursor)
 
     @server.resource("handoff://sessions/{session_key}", name="session", title="Session", mime_type=JSON)
-    @resource_errors
+    @rpc_errors
     async def session(session_key: str) -> str:
         """One session: status, owner, participants, counts by entry type."""
         view = await c.sessions.get(session_key)
@@ -85,7 +86,7 @@ def register_resources(server: MCPServer, c: Container) -> None:
         title="Session context",
         mime_type=JSON,
     )
-    @resource_errors
+    @rpc_errors
     async def session_context(session_key: str, cursor: str | None = None, limit: str | None = None) -> str:
         """A page of a session's entries in order; next_uri reads the next page."""
         size = _page_size(limit)
@@ -109,7 +110,7 @@ def register_resources(server: MCPServer, c: Container) -> None:
         title="Lifecycle",
         mime_type=JSON,
     )
-    @resource_errors
+    @rpc_errors
     async def session_lifecycle(session_key: str) -> str:
         """State and ownership changes of a session, oldest first."""
         found, events = await c.sessions.lifecycle(session_key)
@@ -122,15 +123,16 @@ def register_resources(server: MCPServer, c: Container) -> None:
         )
 
     @server.resource("handoff://handoffs/{handoff_id}", name="handoff", title="Handoff", mime_type=JSON)
-    @resource_errors
+    @rpc_errors
     async def handoff(handoff_id: str) -> str:
         """A handoff: brief, summary, instructions, resource URIs, status and answers."""
         return dump(HandoffOut.of(await c.handoffs.get(handoff_id)))
 
     @server.resource("handoff://agents/{agent}/inbox{?cursor}", name="inbox", title="Handoff inbox", mime_type=JSON)
-    @resource_errors
+    @rpc_errors
     async def inbox(agent: str, cursor: str | None = None) -> str:
         """Pending handoffs addressed to an agent, newest first; next_uri reads the next page."""
+        agent = acting_agent(agent, field="agent") or agent  # with a token: your own inbox only
         page = await c.handoffs.list_handoffs(
             target_agent=agent,
             source_agent=None,

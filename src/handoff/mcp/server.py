@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
@@ -21,6 +25,7 @@ from handoff.mcp.prompts import register_prompts
 from handoff.mcp.readiness import ContainerGate
 from handoff.mcp.resources import register_resources
 from handoff.mcp.search_tool import register_search_tool
+from handoff.mcp.subscriptions import SeenConnections, SubscriptionRegistry
 from handoff.mcp.tools import register_tools
 
 if TYPE_CHECKING:  # only the type: importing the container would load the storage layer
@@ -85,6 +90,23 @@ class HandoffServer(MCPServer):
 
 def build_server(container: Container | ContainerGate) -> MCPServer:
     """The server; built on a `ContainerGate` it answers listings before the storage layer is up."""
+    notify = container.settings.notify
+    registry = (
+        None
+        if notify.backend == "off"
+        else SubscriptionRegistry(
+            container, max_per_connection=notify.max_subscriptions_per_connection, max_streams=notify.max_listen_streams
+        )
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
+        if registry is None:
+            yield {}
+            return
+        async with registry.hosting():  # the tasks that send each connection its notices
+            yield {}
+
     server: MCPServer = HandoffServer(
         name="handoff",
         title="handoff",
@@ -95,13 +117,17 @@ def build_server(container: Container | ContainerGate) -> MCPServer:
         # services validate (no paths anywhere); only the NUL check stays.
         resource_security=ResourceSecurity(reject_path_traversal=False, reject_absolute_paths=False),
         log_level=container.settings.log.level,
+        lifespan=lifespan,
+        # 2026-07-28 listen streams are served by the registry's own handler (registered below).
+        subscriptions=False if registry is None else registry.bus,
         # The SDK's OpenTelemetryMiddleware comes first (its span per request); then our one pipeline.
         middleware=[
             RequestPipeline(
                 container.settings,
                 container.metrics,
                 gate=container if isinstance(container, ContainerGate) else None,
-            )
+            ),
+            *([] if registry is None else [SeenConnections(registry)]),
         ],
     )
     # A gate forwards every attribute to the container once it is open, and requests wait for that.
@@ -114,7 +140,38 @@ def build_server(container: Container | ContainerGate) -> MCPServer:
     register_completions(server, container)
     # 2025-era clients send logging/setLevel; the SDK leaves it unanswered unless we handle it.
     server._lowlevel_server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
+    if registry is not None:
+        register_subscriptions(server._lowlevel_server, registry)
+    server.subscriptions = registry  # type: ignore[attr-defined]  # for tests and the benchmark
     return server
+
+
+def register_subscriptions(lowlevel: Server[Any], registry: SubscriptionRegistry) -> None:
+    """resources/subscribe and unsubscribe (2025 era), subscriptions/listen (2026-07-28), and the
+    capabilities that say so: `subscribe` and `listChanged` are advertised only when notices are on
+    (HANDOFF_NOTIFY__BACKEND is not `off`), since only then does anything ever send them."""
+    lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, registry.subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, registry.unsubscribe)
+    lowlevel.add_request_handler("subscriptions/listen", types.SubscriptionsListenRequestParams, registry.listen)
+    # The SDK reads `listChanged` for handshake-era clients from the options given here, and every
+    # transport (stdio, each HTTP session) asks for them without any: fill ours in.
+    lowlevel.create_initialization_options = partial(  # type: ignore[method-assign]
+        type(lowlevel).create_initialization_options, lowlevel, NotificationOptions(resources_changed=True)
+    )
+    default_discover = lowlevel._handle_discover
+
+    async def discover(ctx: ServerRequestContext[Any, Any], params: types.RequestParams) -> types.DiscoverResult:
+        # For 2026-07-28 the SDK derives every listChanged flag from listen being served; our tools
+        # and prompts never change, so only the resource flags are true.
+        found = await default_discover(ctx, params)
+        capabilities = found.capabilities
+        if capabilities.tools is not None:
+            capabilities.tools.list_changed = False
+        if capabilities.prompts is not None:
+            capabilities.prompts.list_changed = False
+        return found
+
+    lowlevel.add_request_handler("server/discover", types.RequestParams, discover)
 
 
 async def _set_level(ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:

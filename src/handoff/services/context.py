@@ -11,6 +11,7 @@ from handoff.config import LimitSettings
 from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import check_writable
 from handoff.domain.models import ContextEntry, ContextType, NewEntry, Session
+from handoff.domain.notices import Change
 from handoff.domain.validation import (
     check_storable_text,
     parse_choice,
@@ -160,6 +161,7 @@ class ContextService:
                     ),
                     now=now,
                 )
+                uow.announce(Change.session(key))
                 await uow.commit()
             return AppendResult(entry, session, replayed=False)
 
@@ -248,6 +250,7 @@ class ContextService:
                 if last != first + len(rows) - 1:
                     raise Conflict("the session changed during the import; retry it")
                 await uow.entries.add_many(session.id, first, rows, now=now)
+                uow.announce(Change.session(key))
                 await uow.commit()
             return BatchResult(session, len(rows), len(prepared) - len(rows), redacted)
 
@@ -273,17 +276,35 @@ class ContextService:
                 if cached is not None:
                     return session, cached
                 rows = await uow.entries.list_page(
-                    session.id, after_sequence=after, up_to=session.entry_count, limit=limit + 1, context_types=kinds
+                    session.id,
+                    after_sequence=after,
+                    up_to=session.entry_count,
+                    limit=limit + 1,
+                    context_types=kinds,
+                    max_bytes=self._limits.max_page_bytes,
                 )
             await self._read_cache.remember_page(session, after, limit, kinds, rows)
             return session, rows
 
-        session, rows = await self._retry.call(read)
+        session, fetched = await self._retry.call(read)
         digest = session.digest or Digest()
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows = fit_page(fetched, limit, self._limits.max_page_bytes)
+        more = len(rows) < len(fetched)
         next_cursor = encode_cursor("c", rows[-1].sequence_number) if more and rows else None
         return ContextPage(session, rows, next_cursor, dict(digest.counts))
+
+
+def fit_page(rows: Sequence[ContextEntry], limit: int, max_bytes: int) -> list[ContextEntry]:
+    """The page: at most `limit` entries and `max_bytes` of content, but never empty while there are
+    rows (a single entry larger than the byte limit comes alone, or it could never be read)."""
+    page: list[ContextEntry] = []
+    carried = 0
+    for row in rows[:limit]:
+        if page and carried + row.content_bytes > max_bytes:
+            break
+        page.append(row)
+        carried += row.content_bytes
+    return page
 
 
 def parse_context_type(value: str, *, field: str = "context_type") -> ContextType:

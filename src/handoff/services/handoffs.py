@@ -21,6 +21,7 @@ from handoff.domain.lifecycle import (
 )
 from handoff.domain.models import Handoff, HandoffHeader, HandoffStatus, HandoffType, ParticipantRole, Session
 from handoff.domain.note import parse_note
+from handoff.domain.notices import Change
 from handoff.domain.validation import (
     check_storable_text,
     parse_choice,
@@ -191,6 +192,9 @@ class HandoffService:
                 target_prior_role=prior_role,
             )
             await uow.handoffs.add(handoff)
+            uow.announce(Change.session(key))
+            uow.announce(Change.handoff(handoff_id))
+            uow.announce(Change.inbox(target))
             await uow.commit()
         await self._read_cache.remember_handoff(handoff)
         return self._view(handoff)

@@ -9,6 +9,8 @@
                   granted goes back, as when declined)
     merge_search  merges the small pieces appends add to the search index (SQLite), a little per
                   transaction, so searches stay fast and appends never wait for a merge
+    expire_stream_events  stored SSE events older than the streams' retention, then the oldest
+                  beyond their total byte budget -> deleted (services/streams.py)
 
 Each session moves in its own short transaction that re-checks the condition under the row lock,
 so a job racing an append never undoes it: the append either commits first (its activity pushes
@@ -29,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from handoff.config import LifecycleSettings
+from handoff.config import LifecycleSettings, StreamSettings
 from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import is_handoff_overdue
 from handoff.domain.models import HandoffStatus, Session, SessionStatus
@@ -41,9 +43,23 @@ from handoff.services.transitions import lock_handoff, move_handoff, transition
 # Standard-library logging (services stay free of infrastructure); logs.py renders `extra` as JSON fields.
 log = logging.getLogger(__name__)
 
-JOBS = ("repair", "mark_dormant", "expire", "archive", "purge", "expire_handoffs", "merge_search")
+JOBS = (
+    "repair",
+    "mark_dormant",
+    "expire",
+    "archive",
+    "purge",
+    "expire_handoffs",
+    "expire_stream_events",
+    "merge_search",
+)
 MERGE_PAGES = 200  # of index work per transaction: a few milliseconds holding the write lock
 MAX_DETAIL_KEYS = 100
+
+
+# A digest rebuild reads the history in chunks of `chunk_rows` entries and at most this much content
+# (entries can be 8 MiB each: 500 of them would not fit in memory).
+REBUILD_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -63,11 +79,19 @@ class JobReport:
 
 
 class LifecycleService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, settings: LifecycleSettings, holder: str) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        settings: LifecycleSettings,
+        holder: str,
+        streams: StreamSettings | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._settings = settings
         self._holder = holder
+        self._streams = streams or StreamSettings()
 
     async def run(self, job: str) -> JobReport:
         """Run one job to completion (bounded by max_sessions_per_run) and record its statistics."""
@@ -79,6 +103,7 @@ class LifecycleService:
             "purge": self._purge,
             "expire_handoffs": self._expire_handoffs,
             "merge_search": self._merge_search,
+            "expire_stream_events": self._expire_stream_events,
         }
         if job not in steps:
             raise InvalidInput(f"no job named {job!r}; jobs are {', '.join(JOBS)}", {"field": "job"})
@@ -226,6 +251,33 @@ class LifecycleService:
                 return
             report.changed += 1
 
+    async def _expire_stream_events(self, report: JobReport) -> None:
+        """Old events first (no one may replay them any more), then the oldest of the rest until all
+        streams together fit `max_total_bytes`; in chunks, each its own short transaction."""
+        chunk = self._settings.chunk_rows
+        cutoff = self._clock.now() - timedelta(seconds=self._streams.retention_seconds)
+        expired = 0
+        while True:
+            async with self._write() as uow:
+                deleted = await uow.streams.delete_before(cutoff, limit=chunk)
+                await uow.commit()
+            expired += deleted
+            if deleted < chunk:
+                break
+        async with self._uow(write=False) as uow:
+            last = await uow.streams.newest_over_budget(self._streams.max_total_bytes)
+        over_budget = 0
+        while last is not None:
+            async with self._write() as uow:
+                deleted = await uow.streams.delete_up_to(last, limit=chunk)
+                await uow.commit()
+            over_budget += deleted
+            if deleted < chunk:
+                break
+        report.changed += expired + over_budget
+        report.details["expired"] = expired
+        report.details["over_budget"] = over_budget
+
     async def _repair(self, report: JobReport) -> None:
         async with self._write() as uow:
             removed = await uow.maintenance.delete_orphans()
@@ -357,7 +409,12 @@ class LifecycleService:
             async with self._uow(write=False) as uow:
                 session = await uow.sessions.get(key, with_participants=False)
                 rows = await uow.entries.list_page(
-                    session.id, after_sequence=after, up_to=up_to, limit=self._settings.chunk_rows, context_types=None
+                    session.id,
+                    after_sequence=after,
+                    up_to=up_to,
+                    limit=self._settings.chunk_rows,
+                    context_types=None,
+                    max_bytes=REBUILD_CHUNK_BYTES,
                 )
             if not rows:
                 break

@@ -26,7 +26,9 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.notices import Change
 from handoff.domain.search import SearchHit, SearchQuery
+from handoff.domain.streams import NewStreamEvent, StreamOwner
 from handoff.domain.tokens import ApiToken
 
 
@@ -140,7 +142,11 @@ class EntryRepository(Protocol):
         up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
-    ) -> list[ContextEntry]: ...
+        max_bytes: int,
+    ) -> list[ContextEntry]:
+        """Entries in sequence order, at most `limit`, cut by content size: every entry that starts
+        before `max_bytes` of content have gone by, and the one after it (which tells that more
+        follow). The caller makes its page of those (services/context.fit_page)."""
 
     async def add_many(
         self, session_id: int, first_sequence: int, entries: Sequence[NewEntry], *, now: datetime
@@ -204,6 +210,26 @@ class TokenRepository(Protocol):
     async def revoke(self, token_id: str, *, now: datetime) -> bool:
         """Mark it revoked (once); False when no such token exists."""
         ...
+
+
+class StreamEventRepository(Protocol):
+    """Stored SSE events of resumable HTTP streams; reads see only what `owner` wrote."""
+
+    async def add_many(self, events: Sequence[NewStreamEvent], *, now: datetime) -> None: ...
+
+    async def find_stream(self, stream_key: str, owner: StreamOwner, *, since: datetime) -> str | None: ...
+
+    async def list_after(
+        self, stream_key: str, owner: StreamOwner, *, after_seq: int, since: datetime, limit: int
+    ) -> list[tuple[int, str | None]]: ...
+
+    async def trim_stream(self, stream_key: str, *, up_to_seq: int) -> int: ...
+
+    async def delete_before(self, cutoff: datetime, *, limit: int) -> int: ...
+
+    async def newest_over_budget(self, max_bytes: int) -> int | None: ...
+
+    async def delete_up_to(self, last_id: int, *, limit: int) -> int: ...
 
 
 class HandoffRepository(Protocol):
@@ -305,6 +331,7 @@ class UnitOfWork(Protocol):
     imports: ImportRepository
     tokens: TokenRepository
     search: SearchRepository
+    streams: StreamEventRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -316,6 +343,10 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     async def commit(self) -> None: ...
+
+    def announce(self, change: Change) -> None:
+        """Tell subscribers about `change` once this unit commits (nothing is told on rollback)."""
+        ...
 
 
 class TransactionWatch(Protocol):
@@ -335,8 +366,43 @@ class TransactionObserver(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool) -> UnitOfWork:
-        """A read unit sees one snapshot; a write unit holds the write lock from its start."""
+    def __call__(self, *, write: bool, durable: bool = True) -> UnitOfWork:
+        """A read unit sees one snapshot; a write unit holds the write lock from its start.
+
+        `durable=False`: the commit does not wait for the disk (no fsync on SQLite, no WAL flush
+        wait on PostgreSQL); it stays atomic and consistent, but a power cut may lose it. Only for
+        data that can be lost, such as the replay buffer of answer streams.
+        """
+
+
+# -- change notices ------------------------------------------------------------------------
+
+
+ChangeListener = Callable[[Change], None]
+
+
+class ChangeFeed(Protocol):
+    """How committed changes reach every replica that shares the database (or the Redis).
+
+    Units of work hand over what they announced: on PostgreSQL inside the transaction (NOTIFY, so
+    it is sent only on commit), elsewhere with `published` right after the commit. Each replica's
+    feed hears every change, its own included, and calls its listeners.
+    """
+
+    backend: str
+
+    def published(self, changes: Sequence[Change]) -> None:
+        """After a commit: send the changes on. Never blocks the writer and never raises."""
+        ...
+
+    def listen(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call `listener` for every change heard (on the event loop; it must not block).
+        Returns the callable that stops it."""
+        ...
+
+    async def run(self) -> None:
+        """Receive from the backend until cancelled, reconnecting after failures."""
+        ...
 
 
 # -- cache ---------------------------------------------------------------------------------

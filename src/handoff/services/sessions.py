@@ -11,6 +11,7 @@ from handoff.config import LifecycleSettings, LimitSettings
 from handoff.domain.digest import Digest
 from handoff.domain.lifecycle import role_of
 from handoff.domain.models import LifecycleEvent, ParticipantRole, Session, SessionStatus
+from handoff.domain.notices import Change
 from handoff.domain.retention import DEFAULT_POLICY, policy_named
 from handoff.domain.validation import parse_choice, validate_agent, validate_metadata, validate_session_key
 from handoff.errors import AlreadyExists, Forbidden, InvalidInput, InvalidState
@@ -106,6 +107,7 @@ class SessionService:
                     created_at=now,
                 )
             )
+            uow.announce(Change.sessions())
             await uow.commit()
         return session
 

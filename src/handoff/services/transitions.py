@@ -16,6 +16,7 @@ from handoff.domain.models import (
     Session,
     SessionStatus,
 )
+from handoff.domain.notices import Change
 from handoff.errors import Conflict, NotFound
 from handoff.services.ports import UnitOfWork
 
@@ -31,6 +32,9 @@ async def transition(
     details: dict[str, Any] | None = None,
 ) -> None:
     check_transition(session.status, target)
+    uow.announce(Change.session(session.session_key))
+    if SessionStatus.ACTIVE in (session.status, target) or SessionStatus.DORMANT in (session.status, target):
+        uow.announce(Change.sessions())  # the set of live (active or dormant) sessions may change
     previous = session.status
     await uow.sessions.set_status(session, target, now=now)
     await uow.events.add(
@@ -50,6 +54,7 @@ async def record_event(
     uow: UnitOfWork, session: Session, *, reason: str, actor: str, now: datetime, details: dict[str, Any]
 ) -> None:
     """An event that changes who may do what without changing the status (e.g. ownership)."""
+    uow.announce(Change.session(session.session_key))
     await uow.events.add(
         LifecycleEvent(
             session_id=session.id,
@@ -112,6 +117,8 @@ async def move_handoff(
     one moves the row; the other is told the state it found.
     """
     check_handoff_move(handoff.handoff_id, handoff.status, target)
+    uow.announce(Change.handoff(handoff.handoff_id))
+    uow.announce(Change.inbox(handoff.target_agent))  # the inbox lists pending handoffs only
     progress = answered(handoff.progress, target, actor=actor, now=now, text=text)
     if not await uow.handoffs.set_progress(handoff.handoff_id, expected=handoff.status, progress=progress):
         current = await uow.handoffs.find_progress(handoff.handoff_id)

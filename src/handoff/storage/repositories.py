@@ -341,19 +341,33 @@ class SqlEntryRepository:
         up_to: int,
         limit: int,
         context_types: Sequence[ContextType] | None,
+        max_bytes: int,
     ) -> list[ContextEntry]:
-        query = (
-            sa.select(context_entries)
-            .where(
-                context_entries.c.session_id == session_id,
-                context_entries.c.sequence_number > after_sequence,
-                context_entries.c.sequence_number <= up_to,
-            )
-            .order_by(context_entries.c.sequence_number)
-            .limit(limit)
+        c = context_entries.c
+        # Which entries, from the index and the sizes alone: the next `limit` sequence numbers, then a
+        # running total of their sizes over those few rows (not over the rest of the session), so the
+        # contents of entries well past the byte limit are never read into memory. Returned: every
+        # entry that starts before the limit (the last of them may cross it) and the one after it,
+        # so the caller sees that more follow even when a single entry fills the page.
+        window = sa.select(c.sequence_number, c.content_bytes).where(
+            c.session_id == session_id, c.sequence_number > after_sequence, c.sequence_number <= up_to
         )
         if context_types:
-            query = query.where(context_entries.c.context_type.in_([t.value for t in context_types]))
+            window = window.where(c.context_type.in_([t.value for t in context_types]))
+        candidates = window.order_by(c.sequence_number).limit(limit).subquery()
+        sized = sa.select(
+            candidates.c.sequence_number,
+            sa.func.coalesce(
+                sa.func.sum(candidates.c.content_bytes).over(order_by=candidates.c.sequence_number, rows=(None, -2)),
+                0,
+            ).label("bytes_before_previous"),
+        ).subquery()
+        query = (
+            sa.select(context_entries)
+            .join(sized, sa.and_(c.session_id == session_id, c.sequence_number == sized.c.sequence_number))
+            .where(sized.c.bytes_before_previous < max_bytes)
+            .order_by(c.sequence_number)
+        )
         rows = await self._db.fetch_mappings(query)
         return [_entry(r) for r in rows]
 

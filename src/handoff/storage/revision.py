@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # The newest migration in migrations/versions; tests/integration/test_migrations.py ties the two.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0008"
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

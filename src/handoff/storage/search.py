@@ -49,7 +49,7 @@ def is_index_table(name: str) -> bool:
     return name == INDEX_TABLE or name.startswith(INDEX_TABLE + "_")
 
 
-# -- the schema (created by migration 0005) ------------------------------------------------------
+# -- the schema (created by migration 0008) ------------------------------------------------------
 
 SQLITE_SCHEMA = (
     # unicode61 only ever meets letters, digits and spaces here; diacritics stay significant, as on

@@ -213,3 +213,22 @@ api_tokens = sa.Table(
     sa.Column("expires_at", Timestamp, nullable=True),
     sa.Column("revoked_at", Timestamp, nullable=True),
 )
+
+# SSE events kept so a client whose stream dropped can resume it (http/streams.py). Short-lived:
+# deleted after `HANDOFF_STREAMS__RETENTION_SECONDS` and beyond the per-stream and total bounds.
+stream_events = sa.Table(
+    "stream_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("stream_key", sa.String(24), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("stream_id", sa.Text, nullable=False),
+    sa.Column("session_hash", sa.String(64), nullable=False),
+    sa.Column("agent", sa.String(128), nullable=True),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("payload_bytes", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    # A stream's events are numbered by its writer (one replica); the number is the event id's tail.
+    sa.UniqueConstraint("stream_key", "seq", name="uq_stream_events_stream_key_seq"),
+    sa.Index("ix_stream_events_created_at", "created_at"),
+)

@@ -10,15 +10,18 @@ objects around the unit or its repositories.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
 import anyio
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from handoff.domain.notices import Change, encode
 from handoff.errors import Conflict, DatabaseUnavailable
 from handoff.resilience import CircuitBreaker
 from handoff.services.ports import (
@@ -29,6 +32,7 @@ from handoff.services.ports import (
     MaintenanceRepository,
     SearchRepository,
     SessionRepository,
+    StreamEventRepository,
     TokenRepository,
     TransactionObserver,
     TransactionWatch,
@@ -44,6 +48,7 @@ from handoff.storage.repositories import (
     SqlSessionRepository,
 )
 from handoff.storage.search import SqlSearchRepository
+from handoff.storage.streams import SqlStreamEventRepository
 from handoff.storage.tokens import SqlTokenRepository
 
 _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
@@ -51,6 +56,10 @@ _DRIVER_FAILURES = (sa_exc.OperationalError, sa_exc.InterfaceError)
 # insufficient resources, operator intervention (shutting down, starting up, cancelled by a
 # statement timeout), system errors. asyncpg raises some of them as plain DBAPIError.
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more.
+NOTIFY_PAYLOAD_BYTES = 7900
+
+OnCommit = Callable[[Sequence[Change]], None]
 
 
 def _is_driver_failure(exc: BaseException | None) -> bool:
@@ -71,6 +80,7 @@ class _Repositories:
     imports: ImportRepository
     tokens: TokenRepository
     search: SearchRepository
+    streams: StreamEventRepository
 
     def _bind(self, db: Db) -> None:
         self.sessions = SqlSessionRepository(db)
@@ -81,6 +91,7 @@ class _Repositories:
         self.imports = SqlImportRepository(db)
         self.tokens = SqlTokenRepository(db)
         self.search = SqlSearchRepository(db)
+        self.streams = SqlStreamEventRepository(db)
 
 
 def _translate(exc: BaseException | None) -> None:
@@ -98,13 +109,25 @@ def _translate(exc: BaseException | None) -> None:
 class _UnitOfWork(_Repositories):
     """What every backend's unit of work does around its own open and close."""
 
-    def __init__(self, *, write: bool, breaker: CircuitBreaker | None, observer: TransactionObserver | None) -> None:
+    def __init__(
+        self,
+        *,
+        write: bool,
+        breaker: CircuitBreaker | None,
+        observer: TransactionObserver | None,
+        on_commit: OnCommit | None = None,
+    ) -> None:
         self._write = write
         self._breaker = breaker
         self._observer = observer
+        self._on_commit = on_commit
         self._stack: AsyncExitStack | None = None
         self._watch: TransactionWatch | None = None
         self._done = False
+        self._changes: list[Change] = []
+
+    def announce(self, change: Change) -> None:
+        self._changes.append(change)
 
     async def __aenter__(self) -> Self:
         stack = AsyncExitStack()
@@ -131,6 +154,8 @@ class _UnitOfWork(_Repositories):
         self._done = True
         if self._watch is not None:
             self._watch.committed()
+        if self._changes and self._on_commit is not None:
+            self._on_commit(self._changes)  # enqueues only: delivery happens off the write path
 
     async def __aexit__(
         self,
@@ -169,10 +194,15 @@ class AsyncUnitOfWork(_UnitOfWork):
         write: bool,
         breaker: CircuitBreaker | None = None,
         observer: TransactionObserver | None = None,
+        notify_channel: str | None = None,
+        on_commit: OnCommit | None = None,
+        durable: bool = True,
     ) -> None:
-        super().__init__(write=write, breaker=breaker, observer=observer)
+        super().__init__(write=write, breaker=breaker, observer=observer, on_commit=on_commit)
         self._engine = engine
         self._conn: AsyncConnection | None = None
+        self._notify_channel = notify_channel
+        self._durable = durable
 
     async def _open(self) -> None:
         try:
@@ -186,6 +216,8 @@ class AsyncUnitOfWork(_UnitOfWork):
             if self._write:
                 await conn.execution_options(**{WRITE_OPTION: True})
             await conn.begin()
+            if not self._durable and conn.dialect.name == "postgresql":
+                await conn.execute(_ASYNC_COMMIT)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await conn.close()
@@ -196,6 +228,11 @@ class AsyncUnitOfWork(_UnitOfWork):
 
     async def _commit(self) -> None:
         assert self._conn is not None
+        if self._changes and self._notify_channel is not None:
+            # In the transaction: PostgreSQL delivers a NOTIFY only if the COMMIT below succeeds,
+            # so no replica is ever told of a change that was rolled back.
+            for payload in encode(self._changes, max_bytes=NOTIFY_PAYLOAD_BYTES):
+                await self._conn.execute(_NOTIFY, {"channel": self._notify_channel, "payload": payload})
         await self._conn.commit()
 
     async def _close(self, exc: BaseException | None) -> None:
@@ -219,10 +256,13 @@ class SqliteUnitOfWork(_UnitOfWork):
         write: bool,
         breaker: CircuitBreaker | None = None,
         observer: TransactionObserver | None = None,
+        on_commit: OnCommit | None = None,
+        durable: bool = True,
     ) -> None:
-        super().__init__(write=write, breaker=breaker, observer=observer)
+        super().__init__(write=write, breaker=breaker, observer=observer, on_commit=on_commit)
         self._engine = engine
         self._conn: Connection | None = None
+        self._durable = durable
 
     async def _open(self) -> None:
         try:
@@ -232,10 +272,17 @@ class SqliteUnitOfWork(_UnitOfWork):
         try:
             if self._write:
                 conn.execution_options(**{WRITE_OPTION: True})
+                if not self._durable:
+                    # In WAL mode NORMAL skips the fsync at commit; the next durable commit on
+                    # the file syncs these frames too. Set back to FULL before the connection
+                    # returns to the pool (_close).
+                    _set_synchronous(conn, "NORMAL")
                 await _begin_immediate(conn)
             else:
                 conn.begin()
         except BaseException as exc:
+            if not self._durable:
+                _set_synchronous(conn, "FULL")
             conn.close()
             _translate(exc)
             raise
@@ -252,8 +299,16 @@ class SqliteUnitOfWork(_UnitOfWork):
             if not self._done:
                 self._conn.rollback()  # discards the WAL frames of this transaction: no I/O wait
         finally:
+            if not self._durable and self._write:
+                _set_synchronous(self._conn, "FULL")
             self._conn.close()
         _translate(exc)
+
+
+def _set_synchronous(conn: Connection, level: str) -> None:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute(f"PRAGMA synchronous={level}")
 
 
 async def _begin_immediate(conn: Connection) -> None:
@@ -276,25 +331,62 @@ async def _begin_immediate(conn: Connection) -> None:
     await anyio.to_thread.run_sync(conn.begin)
 
 
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+# This transaction's commit returns before its WAL reaches the disk (it is still atomic).
+_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
+
+
 class AsyncUnitOfWorkFactory:
+    """`notify_channel`: announced changes are sent with NOTIFY on it inside the transaction;
+    `on_commit`: they are handed to it after the commit (a feed other than PostgreSQL's)."""
+
     def __init__(
-        self, engine: AsyncEngine, *, breaker: CircuitBreaker | None = None, observer: TransactionObserver | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        breaker: CircuitBreaker | None = None,
+        observer: TransactionObserver | None = None,
+        notify_channel: str | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self._engine = engine
         self.breaker = breaker
         self._observer = observer
+        self._notify_channel = notify_channel
+        self._on_commit = on_commit
 
-    def __call__(self, *, write: bool) -> AsyncUnitOfWork:
-        return AsyncUnitOfWork(self._engine, write=write, breaker=self.breaker, observer=self._observer)
+    def __call__(self, *, write: bool, durable: bool = True) -> AsyncUnitOfWork:
+        return AsyncUnitOfWork(
+            self._engine,
+            write=write,
+            breaker=self.breaker,
+            observer=self._observer,
+            notify_channel=self._notify_channel,
+            on_commit=self._on_commit,
+            durable=durable,
+        )
 
 
 class SqliteUnitOfWorkFactory:
     def __init__(
-        self, engine: Engine, *, breaker: CircuitBreaker | None = None, observer: TransactionObserver | None = None
+        self,
+        engine: Engine,
+        *,
+        breaker: CircuitBreaker | None = None,
+        observer: TransactionObserver | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self._engine = engine
         self.breaker = breaker
         self._observer = observer
+        self._on_commit = on_commit
 
-    def __call__(self, *, write: bool) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(self._engine, write=write, breaker=self.breaker, observer=self._observer)
+    def __call__(self, *, write: bool, durable: bool = True) -> SqliteUnitOfWork:
+        return SqliteUnitOfWork(
+            self._engine,
+            write=write,
+            breaker=self.breaker,
+            observer=self._observer,
+            on_commit=self._on_commit,
+            durable=durable,
+        )

@@ -9,8 +9,8 @@ SQLite keeps the index in step with deletions by a trigger on context_entries; a
 that rebuilds context_entries (batch_alter_table copies and drops it, and its triggers with it) must
 create `context_search_delete` again.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-10
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from handoff.storage import search
 
-revision = "0005"
-down_revision = "0004"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
