@@ -268,10 +268,10 @@ class WorkerPool:
             self._idle.insert(0, self._start())
 
     async def _discard(self, worker: WorkerProcess, *, gracefully: bool) -> int | None:
-        try:
-            return await worker.stop(gracefully=gracefully)
-        finally:
-            self._live.discard(worker)
+        # Out of the live set before the wait for it to stop: two releases at once must not both
+        # count it and both decide the pool is over size (which left one worker of two).
+        self._live.discard(worker)
+        return await worker.stop(gracefully=gracefully)
 
 
 def _reap(live: set[WorkerProcess]) -> None:
