@@ -21,6 +21,7 @@ from handoff.clientconfig import add_commands as add_config_commands
 from handoff.config import Settings
 from handoff.credentials import add_commands as add_token_commands
 from handoff.domain.models import SessionStatus
+from handoff.domain.retention import RETENTION_NAMES
 from handoff.errors import CannotStart, HandoffError
 from handoff.importer import add_commands as add_capture_commands
 from handoff.logs import configure_logging, get_logger
@@ -136,6 +137,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("key")
     show.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
     show.set_defaults(run=_sessions_show)
+    retention = sub.add_parser(
+        "retention", help="Change a session's retention policy as the operator (e.g. a legal hold)."
+    )
+    retention.add_argument("key")
+    retention.add_argument("policy", choices=RETENTION_NAMES)
+    retention.add_argument(
+        "--actor", default="operator", help="Who changes it, recorded in the lifecycle events (default: operator)."
+    )
+    retention.set_defaults(run=_sessions_retention)
     return parser
 
 
@@ -373,6 +383,18 @@ async def _run_sessions_list(settings: Settings, args: argparse.Namespace) -> No
             s.expires_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     print(table.render())
+
+
+def _sessions_retention(settings: Settings, args: argparse.Namespace) -> None:
+    anyio.run(_run_sessions_retention, settings, args)
+
+
+async def _run_sessions_retention(settings: Settings, args: argparse.Namespace) -> None:
+    from handoff.container import Container
+
+    async with Container.build(settings) as container:
+        session = await container.sessions.set_retention(args.key, args.policy, args.actor)
+    print(f"session {session.session_key}: retention {session.retention_policy} (recorded as {args.actor})")
 
 
 def _sessions_show(settings: Settings, args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ from pydantic import Field, WithJsonSchema
 
 from handoff.config import LimitSettings
 from handoff.mcp.errors import tool_errors
-from handoff.mcp.identity import acting_agent
+from handoff.mcp.identity import acting_agent, current_caller
 from handoff.mcp.schemas import (
     NOTE_SCHEMA,
     ContextPageResult,
@@ -299,9 +299,11 @@ def register_tools(server: MCPServer, c: Container) -> None:
         retention_policy: Annotated[RetentionName, Field(description="short, standard, extended or legal_hold.")],
         actor: Annotated[str, Field(description="Who changes it (recorded in the lifecycle events).")],
     ) -> GetSessionResult:
-        """Administrative: change how long a session's history is kept (legal_hold = never purged)."""
+        """Administrative: change how long a session's history is kept (legal_hold = never purged). With
+        token authentication only the session's owner may."""
+        authenticated = acting_agent(actor, field="actor")
         session = await c.sessions.set_retention(
-            session_key, retention_policy, acting_agent(actor, field="actor") or actor
+            session_key, retention_policy, authenticated or actor, owner_only=current_caller() is not None
         )
         return GetSessionResult(session=SessionOut.of(session))
 

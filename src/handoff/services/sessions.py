@@ -169,14 +169,26 @@ class SessionService:
             await uow.commit()
         return session
 
-    async def set_retention(self, session_key: str, policy_name: str, actor: str) -> Session:
-        """Change a session's retention policy (an administrative act, recorded as a lifecycle event)."""
+    async def set_retention(
+        self, session_key: str, policy_name: str, actor: str, *, owner_only: bool = False
+    ) -> Session:
+        """Change a session's retention policy (an administrative act, recorded as a lifecycle event).
+
+        `owner_only` is for an authenticated caller, whose name is proven: then only the session's
+        owner may change it (an operator uses `handoff sessions retention`, which is not a client).
+        """
         key = validate_session_key(session_key, max_length=self._limits.max_key_length)
         policy = policy_named(policy_name).name
         who = validate_agent(actor, field="actor", max_length=self._limits.max_key_length)
         now = self._clock.now()
         async with self._uow(write=True) as uow:
             session = await uow.sessions.get(key, for_update=True)
+            if owner_only and who != session.owner_agent:
+                raise Forbidden(
+                    f"only the owner ({session.owner_agent}) may change the retention of session '{key}'; "
+                    "an operator can with `handoff sessions retention`",
+                    {"owner": session.owner_agent},
+                )
             previous = session.retention_policy
             if previous != policy:
                 await uow.sessions.set_retention(session, policy, now=now)
