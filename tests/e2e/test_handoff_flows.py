@@ -259,11 +259,11 @@ async def check_write_rules(a: Client, b: Client, key: str, handoff_type: str) -
             assert error["code"] == "forbidden", (handoff_type, agent, error)
             assert agent in error["message"]
 
-    # An append without `agent` is written as the (possibly new) owner.
-    owner = B if handoff_type == "full_handoff" else A
-    default = await call(a, "update_context", {"session_key": key, "context_type": "system", "content": "tick"})
-    assert default["entry"]["agent"] == owner
-    written.append((owner, default["entry"]["sequence_number"]))
+    # With two participants an append must say who writes: left out, it would be put down to the
+    # owner whoever sent it (here A, the former owner after a full handoff). Nothing is appended.
+    unnamed = await a.call_tool("update_context", {"session_key": key, "context_type": "system", "content": "tick"})
+    refused = tool_error(unnamed)
+    assert refused["code"] == "invalid_input" and refused["details"]["field"] == "agent", refused
 
     assert [seq for _, seq in written] == list(range(7, 7 + len(written))), "sequence numbers must stay gap-free"
     tail = (await call(b, "get_context", {"session_key": key, "cursor": None, "limit": 100}))["entries"][6:]

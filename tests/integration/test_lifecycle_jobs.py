@@ -203,7 +203,7 @@ async def test_repair_fixes_counters_out_of_step_and_rebuilds_the_digest(setting
         assert view.session.entry_count == 3 and view.counts_by_type == {"message": 3}
         handoff = await c.handoffs.request("skewed", "b", "context_transfer", {}, None)
         assert "use WAL" in handoff.handoff.brief and "write docs" in handoff.handoff.brief
-        appended = await c.context.append("skewed", "message", "fourth", {}, None, None)
+        appended = await c.context.append("skewed", "message", "fourth", {}, "a", None)
         assert appended.entry.sequence_number == 4  # the sequence continues without a gap
 
 

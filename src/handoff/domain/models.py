@@ -80,6 +80,9 @@ class Session:
     participants: list[Participant] | None = None
     # The running brief digest, loaded only by the paths that read or fold it.
     digest: Digest | None = None
+    # Whether anyone besides the owner takes part (reader, collaborator, former owner): read with the
+    # append's row lock, so an entry that names no writer can be refused without loading participants.
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,15 @@ def register_tools(server: MCPServer, c: Container) -> None:
                 )
             ),
         ] = None,
-        agent: Annotated[str | None, Field(description="Who writes; defaults to the session's owner.")] = None,
+        agent: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "Who writes (you). May be left out only while the owner is the session's sole "
+                    "participant; after a handoff it is required."
+                )
+            ),
+        ] = None,
         idempotency_key: Annotated[
             str | None,
             Field(description="Retries with the same key return the original entry instead of a new one."),

@@ -125,6 +125,14 @@ class ContextService:
                                 {"sequence_number": earlier.sequence_number},
                             )
                         return AppendResult(earlier, session, replayed=True)
+                if writer is None and session.shared:
+                    # Others take part: an entry without a writer would be put down to the owner,
+                    # whoever sent it (a former owner still writing after a full handoff, say).
+                    raise InvalidInput(
+                        f"agent is required: session '{key}' has participants besides its owner "
+                        f"({session.owner_agent}), so say who writes",
+                        {"field": "agent", "owner": session.owner_agent},
+                    )
                 actor = writer or session.owner_agent
                 now = self._clock.now()
                 if await expire_if_due(uow, session, now=now):

@@ -45,8 +45,13 @@ def utc(value: datetime) -> datetime:
 _SESSION_COLUMNS = [c for c in sessions.c if c.name != "digest"]
 
 # The append path runs these on every call; built once, so SQLAlchemy reuses their cache keys.
+_SHARED = (
+    sa.exists()
+    .where(session_participants.c.session_id == sessions.c.id, session_participants.c.agent != sessions.c.owner_agent)
+    .label("shared")
+)
 _LOCK_FOR_APPEND = (
-    sa.select(*_SESSION_COLUMNS, sessions.c.digest)
+    sa.select(*_SESSION_COLUMNS, sessions.c.digest, _SHARED)
     .where(sessions.c.session_key == sa.bindparam("b_key"))
     .with_for_update()
 )
@@ -510,6 +515,7 @@ def _session(row: Any) -> Session:
         digest=Digest.from_json(row["digest"]) if "digest" in row else None,
         retention_policy=row["retention_policy"],
         status_changed_at=utc(row["status_changed_at"]),
+        shared=bool(row["shared"]) if "shared" in row else False,
     )
 
 
