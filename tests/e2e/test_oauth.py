@@ -99,7 +99,7 @@ async def test_without_a_token_the_challenge_points_to_the_resource_metadata(
             assert metadata.status_code == 200, path
             document = metadata.json()
             assert document["resource"] == RESOURCE
-            assert [a.rstrip("/") for a in document["authorization_servers"]] == [provider.issuer]
+            assert document["authorization_servers"] == [provider.issuer]  # exactly as `iss`: no "/" added
             assert document["scopes_supported"] == ["handoff"]
             assert document["bearer_methods_supported"] == ["header"]
         health = httpx.get(server.base + "/healthz", timeout=10)

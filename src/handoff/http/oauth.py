@@ -28,6 +28,7 @@ import jwt
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
 
 from handoff.config import OAuthSettings
@@ -182,9 +183,14 @@ def access_tokens(config: OAuthConfig, *, max_agent_length: int) -> JwtAccessTok
 def add_metadata_routes(server: MCPServer, config: OAuthConfig) -> None:
     """RFC 9728 metadata at the path derived from the resource URL, at the one for `/mcp`, and at the
     root (clients that find no `resource_metadata` in the challenge try these in turn)."""
+    # Parsed by the metadata model itself, which keeps a path-less URL as written: a bare AnyHttpUrl
+    # would add a "/" to the issuer, and clients compare issuers as exact strings (RFC 8414 §3.3).
+    exact = ProtectedResourceMetadata.model_validate(
+        {"resource": config.resource, "authorization_servers": [config.issuer]}
+    )
     routes = create_protected_resource_routes(
-        resource_url=AnyHttpUrl(config.resource),
-        authorization_servers=[AnyHttpUrl(config.issuer)],
+        resource_url=exact.resource,
+        authorization_servers=exact.authorization_servers,
         scopes_supported=config.settings.required_scopes or None,
         resource_name="handoff",
     )
