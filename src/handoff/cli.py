@@ -162,7 +162,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         from handoff.http.auth import check_bind
         from handoff.http.serving import listen
 
-        check_bind(settings.http.host, settings.auth.mode)
+        check_bind(settings.http.host, settings.auth)
         # Before anything else: a busy port is reported at once, not after the database is up.
         listener = listen(settings.http.host, settings.http.port)
     tracing = _start_tracing(settings)

@@ -5,9 +5,11 @@ Loaded once by the CLI (or a test) and passed down; nothing reads the environmen
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -156,11 +158,80 @@ class RedactionSettings(BaseModel):
         return patterns
 
 
-class AuthSettings(BaseModel):
-    mode: Literal["none", "tokens"] = Field(
-        default="none",
-        description="none: no authentication (loopback binds only); tokens: HTTP requests need a bearer token.",
+# Signature algorithms an access token may use. Only asymmetric ones: the keys come from the issuer's
+# public JWKS, so an HMAC "secret" would be public (the classic RS256→HS256 confusion), and `none` is
+# no signature at all.
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class OAuthSettings(BaseModel):
+    """HANDOFF_AUTH__MODE=oauth: /mcp is an OAuth 2.1 resource server for one authorization server."""
+
+    issuer: str | None = Field(
+        default=None,
+        description="The authorization server's issuer URL, exactly as it writes `iss` (required for oauth).",
     )
+    resource: str | None = Field(
+        default=None,
+        description="This server's resource identifier, its public /mcp URL: tokens' `aud` must name it (required).",
+    )
+    required_scopes: list[str] = Field(
+        default_factory=list, description="Scopes every token must carry (JSON list); missing ones: 403."
+    )
+    agent_claim: str = Field(default="sub", min_length=1, description="The claim naming the acting agent.")
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"],
+        description="Signature algorithms accepted (JSON list); asymmetric only.",
+    )
+    leeway_seconds: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on `exp` and `nbf`.")
+    jwks_cache_seconds: float = Field(default=300, gt=0, le=86_400, description="How long fetched keys are used.")
+    jwks_min_refetch_seconds: float = Field(
+        default=10, ge=0, description="At most one key fetch per this interval (an unknown `kid` asks for one)."
+    )
+    fetch_timeout_seconds: float = Field(default=5.0, gt=0, description="Bound on one issuer metadata or JWKS fetch.")
+
+    @field_validator("issuer", "resource")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname or parsed.fragment or parsed.query:
+            raise ValueError(f"{value!r} is not an absolute http(s) URL without query or fragment")
+        # Tokens travel to and keys come from these URLs: plain http only for a server on this machine.
+        if parsed.scheme == "http" and not _is_loopback_name(parsed.hostname):
+            raise ValueError(f"{value!r} must use https (plain http only on loopback)")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric(cls, algorithms: list[str]) -> list[str]:
+        if not algorithms:
+            raise ValueError("at least one algorithm is needed")
+        for name in algorithms:
+            if name not in ASYMMETRIC_ALGORITHMS:
+                raise ValueError(f"{name!r} is not allowed; choose from {', '.join(ASYMMETRIC_ALGORITHMS)}")
+        return algorithms
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AuthSettings(BaseModel):
+    mode: Literal["none", "tokens", "oauth"] = Field(
+        default="none",
+        description=(
+            "none: no authentication (loopback binds only); tokens: HTTP requests need a bearer token made "
+            "with `handoff tokens create`; oauth: they need a JWT access token from the authorization server."
+        ),
+    )
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
 
 
 class NotifySettings(BaseModel):

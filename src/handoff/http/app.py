@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from handoff.container import Container
 from handoff.http.auth import BearerAuth, is_loopback
+from handoff.http.oauth import OAuthConfig, access_tokens, add_metadata_routes, challenge_for
 from handoff.http.resume import ResumeAnywhere
 from handoff.http.streams import RequesterContext, UnboundEventStore, bind_event_stores
 from handoff.observability.metrics import metrics_endpoint
@@ -53,6 +54,10 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
     async def metrics(request: Request) -> Response:
         return await refused(request) or await metrics_endpoint(request, container.metrics)
 
+    oauth = OAuthConfig.of(settings.auth.oauth) if settings.auth.mode == "oauth" else None
+    if oauth is not None:
+        add_metadata_routes(server, oauth)  # before the app is built: it takes the custom routes then
+
     # Content is limited in bytes after decoding; JSON escaping can inflate it up to 6x on the wire.
     body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
     resumable = settings.streams.resumable
@@ -73,4 +78,7 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
     served = RequesterContext(served)
     if settings.auth.mode == "tokens":
         return BearerAuth(served, container.tokens.authenticate)
+    if oauth is not None:
+        tokens = access_tokens(oauth, max_agent_length=settings.limits.max_key_length)
+        return BearerAuth(served, tokens.authenticate, challenge_for(oauth))
     return served
