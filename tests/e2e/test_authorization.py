@@ -1,17 +1,19 @@
-"""The authorization table of the README, run cell by cell over HTTP with tokens against a real server.
+"""The authorization table of the README, run cell by cell over HTTP against two real replicas, with
+bearer tokens and with OAuth access tokens from a real authorization server.
 
 Five agents hold a token each and one role in alice's session: alice owns it, carol collaborates,
-rita has a read copy, tom is the target of pending handoffs, sam has nothing to do with it. Every
-action of the table is tried by every one of them; the outcomes (allowed, or `forbidden`) must be
-exactly the table's. The table is read from the README, so the documentation cannot drift from
-what the server does. Actions that change state run with the allowed agent last, after everyone
-who must be refused has been.
+rita has a read copy, tom is the target of pending handoffs, sam has nothing to do with it. They
+are spread over two replicas of one database, so a right granted on one is enforced on the other.
+Every action of the table is tried by every one of them; the outcomes (allowed, or `forbidden`)
+must be exactly the table's. The table is read from the README, so the documentation cannot drift
+from what the server does. Actions that change state run with the allowed agent last, after
+everyone who must be refused has been.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import structured, tool_error
+from tests.e2e.oidc_provider import Provider, oidc_provider
 from tests.e2e.servers import ServerDatabase, http_server
 from tests.e2e.test_auth import TOKENS, cli, client_as, create_token
+from tests.e2e.test_oauth import RESOURCE, oauth_env
 
 pytestmark = pytest.mark.anyio
 
@@ -81,12 +85,29 @@ async def prompt(client: Client, name: str, **arguments: str) -> Outcome:
 Try = Callable[[Client, str], Awaitable[Outcome]]
 
 
-async def test_every_cell_of_the_authorization_table_holds_over_http(server_db: ServerDatabase) -> None:
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with oidc_provider(RESOURCE) as running:
+        yield running
+
+
+@pytest.mark.parametrize("mode", ["tokens", "oauth"])
+async def test_every_cell_of_the_authorization_table_holds_over_http(
+    server_db: ServerDatabase, mode: str, request: pytest.FixtureRequest
+) -> None:
     documented = documented_table()
-    tokens = {role: create_token(server_db, agent)["token"] for role, agent in AGENTS.items()}
-    with http_server(server_db, **TOKENS) as server, anyio.fail_after(180):
+    if mode == "tokens":
+        env = TOKENS
+        tokens = {role: create_token(server_db, agent)["token"] for role, agent in AGENTS.items()}
+    else:
+        issuer: Provider = request.getfixturevalue("provider")
+        env = oauth_env(issuer)
+        tokens = {role: issuer.access_token(agent, resource=RESOURCE) for role, agent in AGENTS.items()}
+    with http_server(server_db, **env) as one, http_server(server_db, **env) as two, anyio.fail_after(240):
         async with AsyncExitStack() as stack:
-            as_role = {role: await stack.enter_async_context(client_as(server.url, t)) for role, t in tokens.items()}
+            # Alternate replicas: alice hands off on one, tom answers on the other, and so on.
+            replica = {role: (one, two)[i % 2].url for i, role in enumerate(ROLES)}
+            as_role = {role: await stack.enter_async_context(client_as(replica[role], t)) for role, t in tokens.items()}
             alice = as_role["owner"]
 
             async def hand(kind: str, to: str, key: str = SESSION) -> str:

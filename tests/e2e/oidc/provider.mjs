@@ -9,7 +9,7 @@
 // resource server must refuse them on the issuer check alone.
 //
 // Clients (secret: "secret-" + id, sent in the token request body):
-//   alice, bob    ordinary agents
+//   alice, bob    ordinary agents (and carol, rita, tom, sam: the authorization table's cast)
 //   brief         its tokens live one second (the expiry test)
 //   es-agent      its tokens are signed with ES256 instead of RS256
 //   mallory       its tokens carry an `agent_name` claim with a right-to-left override (every
@@ -40,7 +40,7 @@ const jwks = {
   ],
 };
 
-const clientIds = ['alice', 'bob', 'brief', 'es-agent', 'mallory'];
+const clientIds = ['alice', 'bob', 'brief', 'es-agent', 'mallory', 'carol', 'rita', 'tom', 'sam'];
 const clients = clientIds.map((id) => ({
   client_id: id,
   client_secret: `secret-${id}`,
