@@ -155,3 +155,27 @@ def test_a_wildcard_bind_without_authentication_refuses_to_start(server_db: Serv
         ["serve", "--host", host, "--port", "0"], server_env(server_db, HANDOFF_AUTH__MODE="none")
     )
     assert_one_line_failure(code, err, elapsed, "HANDOFF_AUTH__MODE", host)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_mcp_session_answers_only_the_agent_that_opened_it(server_db: ServerDatabase) -> None:
+    alice = create_token(server_db, "alice")["token"]
+    bob = create_token(server_db, "bob")["token"]
+    with http_server(server_db, **TOKENS) as server:
+        opened = post_initialize(server.url, alice)
+        assert opened.status_code == 200
+        session_id = opened.headers["mcp-session-id"]
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+
+        def post_in_session(token: str) -> httpx.Response:
+            headers = {
+                **MCP_HEADERS,
+                "Authorization": f"Bearer {token}",
+                "Mcp-Session-Id": session_id,
+                "Mcp-Protocol-Version": "2025-06-18",
+            }
+            return httpx.post(server.url, json=ping, headers=headers, timeout=10)
+
+        # A leaked session id is of no use to another agent: to bob the session does not exist.
+        assert post_in_session(bob).status_code == 404
+        assert post_in_session(alice).status_code == 200

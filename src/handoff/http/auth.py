@@ -11,11 +11,14 @@ into the ASGI scope under `AGENT_SCOPE_KEY`; the SDK hands the request to the re
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handoff.config import AuthSettings
@@ -112,7 +115,16 @@ class BearerAuth:
             await _unauthorized(send, self._challenge, token_given=secret is not None, reason=reason)
             return
         scope[AGENT_SCOPE_KEY] = agent
+        # The SDK ties an MCP session to the principal that opened it: another agent's request with
+        # that session id is answered as if the session did not exist, so a leaked id is no use.
+        scope["user"] = _principal(agent)
         await self._app(scope, receive, send)
+
+
+@functools.lru_cache(maxsize=1024)
+def _principal(agent: str) -> AuthenticatedUser:
+    """The SDK's view of an authenticated agent (no secret kept in it); one per agent, reused."""
+    return AuthenticatedUser(AccessToken(token="", client_id=agent, scopes=[], subject=agent))
 
 
 def _protected(path: str) -> bool:
