@@ -84,3 +84,11 @@ def test_a_line_that_is_not_json_gets_a_parse_error_with_a_null_id(tmp_path: Pat
     answers = _answers(tmp_path, lines, {1, 2, None})
     assert answers[None]["error"]["code"] == -32700
     assert answers[2]["result"] == {}
+
+
+def test_a_batch_gets_an_invalid_request_with_a_null_id(tmp_path: Path) -> None:
+    batch = json.dumps([{"jsonrpc": "2.0", "id": 5, "method": "ping"}])  # batching left MCP in 2025-06-18
+    ping = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    answers = _answers(tmp_path, [json.dumps(INITIALIZE), batch, ping], {1, 2, None})
+    assert answers[None]["error"]["code"] == -32600 and "batches" in answers[None]["error"]["message"]
+    assert answers[2]["result"] == {}  # the connection survived

@@ -98,11 +98,19 @@ def answer_to_unparsed(error: Exception) -> types.JSONRPCError | None:
         if isinstance(problem["input"], dict) and "method" in problem["input"]:
             message = problem["input"]  # the whole message, from a problem in one of its fields
             break
+        if isinstance(problem["input"], list):
+            message = problem["input"]
+            break
+    if isinstance(message, list):
+        # JSON-RPC batches left MCP in 2025-06-18; a client still sending one waits on every id in it.
+        return _error(None, types.INVALID_REQUEST, "invalid request: batches (JSON arrays) are not supported")
     if not isinstance(message, dict) or "method" not in message:
         return None
     request_id = message.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        return None  # a notification, or an id no client could be waiting on
+        # A notification. (The SDK reads a message whose id is an object as a notification, extra
+        # field and all, so such a request never reaches this point: it goes unanswered.)
+        return None
     return _error(request_id, types.INVALID_REQUEST, "invalid request: not a well-formed JSON-RPC request")
 
 
