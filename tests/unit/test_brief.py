@@ -234,3 +234,53 @@ def test_running_subagents_lead_the_plan_and_finished_ones_say_what_they_found()
     assert any(
         line.startswith("- [x] subagent: Find the config (Explore) (#1→#2): The config is loaded") for line in lines
     )
+
+
+SUMMARY = """## Where this stands
+
+The root cause was the regex compiled per row in parse_row(); it is now compiled once.
+| # | question | decision |
+|---|---|---|
+| 1 | memory | stream rows with csv.reader, never read the whole file |
+| 2 | BOM | strip it in open_source() with encoding='utf-8-sig' |
+```python
+ROW = re.compile(r"secret-code-never-shown")
+```
+Left: gzip input (test_gzip is still to write)."""
+
+
+def test_the_agents_latest_account_is_quoted_whole_at_a_generous_budget() -> None:
+    digest, tail = session([*WORK, (M, SUMMARY, {"role": "assistant"}), (T, "ls", {"tool": "bash", "command": "ls"})])
+    text = render_brief(digest, context(), 2000, tail).text
+    assert "## The agent's latest account (#" in text
+    section = text.split("## The agent's latest account", 1)[1].split("\n## ", 1)[0]
+    assert "> | 2 | BOM | strip it in open_source() with encoding='utf-8-sig' |" in section
+    assert "> Left: gzip input (test_gzip is still to write)." in section
+    assert "secret-code-never-shown" not in section  # fenced code is left out
+    assert "|---|" not in section  # table rules carry nothing
+    # A small brief has no room for it: the recent-activity line keeps its gist instead.
+    assert "latest account" not in render_brief(digest, context(), 1000, tail).text
+
+
+def test_the_latest_account_is_the_agents_own_words_not_a_subagents_or_a_users() -> None:
+    entries = [
+        *WORK,
+        (M, SUMMARY, {"role": "assistant"}),
+        (M, "A helper's report. " * 20, {"role": "assistant", "subagent": "agent-7"}),
+        (M, "Please go on with the gzip part, and keep memory flat. " * 5, {"role": "user"}),
+    ]
+    digest, tail = session(entries)
+    text = render_brief(digest, context(), 4000, tail).text
+    account = text.split("## The agent's latest account", 1)[1].split("\n## ", 1)[0]
+    assert account.startswith(f" (#{len(WORK) + 1})")
+    assert "helper's report" not in account and "Please go on" not in account
+
+
+def test_a_latest_account_longer_than_its_excerpt_marks_the_middle_it_leaves_out() -> None:
+    long = "First finding: the importer streams.\n" + "\n".join(f"Detail {i} of the middle." for i in range(400))
+    digest, tail = session([*WORK, (M, long + "\nLast line: all 10 tests pass.", {"role": "assistant"})])
+    text = render_brief(digest, context(), 8000, tail).text
+    account = text.split("## The agent's latest account", 1)[1].split("\n## ", 1)[0]
+    assert "> First finding: the importer streams." in account
+    assert "> …" in account and "> Last line: all 10 tests pass." in account
+    assert estimate_tokens(text) <= 8000

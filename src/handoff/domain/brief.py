@@ -19,7 +19,7 @@ from handoff.domain.digest import Digest, Sentence
 from handoff.domain.models import EntryExcerpt, HandoffType
 from handoff.domain.note import HandoffNote
 from handoff.domain.prose import clip
-from handoff.domain.recent import Widths, tail_lines
+from handoff.domain.recent import Widths, latest_account, tail_lines
 from handoff.domain.selection import Section, select
 from handoff.domain.tooluse import command_label
 
@@ -87,7 +87,7 @@ def render_brief(
     dropped = sum(len(s.candidates) - len(s.chosen) for s in sections)
 
     parts = [header]
-    for section in sorted(sections, key=lambda s: _DISPLAY_ORDER.index(s.title)):
+    for section in sorted(sections, key=lambda s: _DISPLAY_ORDER.index(s.title.split(" (#")[0])):
         if not section.chosen:
             continue
         parts.append(f"\n## {section.title}")
@@ -116,19 +116,26 @@ _DISPLAY_ORDER = [
     "Commands run",
     "Timeline (oldest first)",
     "Code analysed",
+    "The agent's latest account",
     "Recent activity (newest last)",
 ]
+
+
+_ACCOUNT_MIN_WIDTH = 350  # Widths.tail_head at a 2,000-token budget
 
 
 def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w: Widths) -> list[Section]:
     """Sections in priority order (the order pass 1 and pass 2 serve them in)."""
     shown_requests = {r.seq for r in digest.requests}
+    # A small brief has no room for a message in full: the recent-activity line gives its gist.
+    account_seq, account = latest_account(tail, w) if w.tail_head >= _ACCOUNT_MIN_WIDTH else (None, [])
     salient = [s for s in _ranked_sentences(digest) if s.category == "constraint" or s.seq not in shown_requests]
     constraints = [s for s in salient if s.category == "constraint" and s.role in ("user", "marker", "instructions")]
     rejected = [s for s in salient if s.category == "rejected"]
     placed = {id(s) for s in constraints} | {id(s) for s in rejected}
     findings = [s for s in salient if id(s) not in placed and s.category != "task"]
     steps = [s for s in salient if s.category == "task"]
+    recent = [e for e in tail if e.sequence_number != account_seq]
     sections = [
         Section("Handoff note from the agent", 6.0, [*_note_lines(ctx)], decay=0.98, cap=0.4),
         Section("Task (the user's request)", 5.0, [*_task_lines(digest, w)], cap=0.22),
@@ -143,7 +150,8 @@ def _sections(digest: Digest, ctx: BriefContext, tail: Sequence[EntryExcerpt], w
         Section("Commands run", 1.2, [*_command_lines(digest, w)], decay=0.85),
         Section("Timeline (oldest first)", 0.8, [*_step_lines(digest)], decay=0.9),
         Section("Code analysed", 1.0, [*_analysis_lines(digest)], decay=0.8),
-        Section("Recent activity (newest last)", 1.4, [*tail_lines(tail, w)], decay=0.9),
+        Section(f"The agent's latest account (#{account_seq})", 2.4, account, decay=0.9, cap=0.3),
+        Section("Recent activity (newest last)", 1.4, [*tail_lines(recent, w)], decay=0.9),
     ]
     return sections
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -276,3 +277,43 @@ def _output_excerpt(output: str | None, limit: int = 500) -> str:
     if len(lines) > _TAIL_OUTPUT_LINES:
         lines = [*lines[:2], "…", *lines[-(_TAIL_OUTPUT_LINES - 2) :]]
     return clip(" ⏎ ".join(line.strip() for line in lines), limit)
+
+
+_NOT_THE_AGENT = frozenset(["user", "human", "tool", "function", "ipython", "observation", "system", "developer"])
+_ACCOUNT_MIN_CHARS = 200  # of prose: shorter messages are narration ("Now let me run the tests.")
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.S)
+_RULE = frozenset("-|: =*#_")
+
+
+def latest_account(tail: Sequence[EntryExcerpt], w: Widths) -> tuple[int | None, Lines]:
+    """The agent's newest message of substance, quoted a line per paragraph, list item or table row.
+
+    Agents close a stretch of work by saying where it stands (a summary, a table of what was
+    settled, the root cause and the fix): often the best account of the session there is, which
+    the recent-activity view would cut to a few sentences. Lines are offered in the message's order,
+    so a budget that cannot take it whole takes its opening; fenced code is left out.
+    """
+    for entry in sorted(tail, key=lambda e: -e.sequence_number):
+        if entry.context_type is not ContextType.MESSAGE:
+            continue
+        role = str(entry.metadata.get("role") or "").strip().lower()
+        if role in _NOT_THE_AGENT or (not role and entry.agent.lower() in ("user", "human")):
+            continue
+        if entry.metadata.get("subagent"):  # a helper's report to the agent, not the agent's own account
+            continue
+        if looks_like_tool_output(entry.head):
+            continue
+        parts = [entry.head, entry.tail] if entry.tail else [entry.head]
+        prose = [_FENCED.sub("", part) for part in parts]
+        if sum(len(p.strip()) for p in prose) < _ACCOUNT_MIN_CHARS:
+            continue
+        lines: Lines = []
+        for number, part in enumerate(prose):
+            if number:  # the message is longer than its excerpt: say where its middle was left out
+                lines.append((number * 100_000 - 1, "> …"))
+            for index, raw in enumerate(part.split("\n")):
+                line = raw.strip()
+                if line and not set(line) <= _RULE:
+                    lines.append((number * 100_000 + index, "> " + clip(line, w.tail_head)))
+        return entry.sequence_number, lines
+    return None, []
