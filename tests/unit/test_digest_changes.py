@@ -10,7 +10,7 @@ from handoff.domain.digest import Digest
 from handoff.domain.failures import failure_line
 from handoff.domain.models import ContextType
 from handoff.domain.selection import terms
-from handoff.domain.tooluse import ToolUse, command_label, output_gist, unwrap_shell
+from handoff.domain.tooluse import ToolUse, command_label, output_gist, read_tool_call, unwrap_shell
 
 M, T = ContextType.MESSAGE, ContextType.TOOL_CALL
 
@@ -230,3 +230,18 @@ def test_identifiers_weigh_more_than_words_and_environment_names_count_as_identi
         assert found[identifier] == 1.0, identifier
     assert "runs" not in found  # short common words say nothing
     assert terms("同じ文章") == terms("同じ文章")  # remembered; the same text, the same terms
+
+
+def test_a_tool_refusal_passed_on_as_plain_text_is_a_failure() -> None:
+    for text in (
+        "<tool_use_error>File has not been read yet. Read it first before writing to it.</tool_use_error>",
+        "String to replace not found in file.\nString: def main():",
+        "Error: ENOENT: no such file or directory, open 'src/app.ts'",
+        "exec_command failed for `/bin/zsh -lc 'ps -p 1'`: CreateProcess { message: \"Sandbox denied\" }",
+    ):
+        assert read_tool_call(text, {}).failed is True, text
+    # The same words later in an output are what a file or a log says, not how the call ended.
+    for text in ("src/app.py:3: raise Error: no", "all good\nError: only in the log", "Errors: 0, warnings: 2"):
+        assert read_tool_call(text, {}).failed is not True, text
+    digest = fold([(ContextType.TOOL_CALL, "String to replace not found in file.\nString: def main():", {})])
+    assert any("String to replace not found" in e["text"] for e in digest.errors)

@@ -69,6 +69,13 @@ _EXIT_PATTERNS = [
     re.compile(r"^\[?(?:exit|return) code:? (-?\d+)\]?\s*$", re.M | re.I),
     re.compile(r"^Command (?:exited|failed) with (?:exit )?code (-?\d+)", re.M),
 ]
+# How harnesses word a failed tool call when an integration passes the text on and drops the flag:
+# Claude Code's <tool_use_error> wrapper and its Edit refusals, Codex's exec failures, a leading
+# "Error:". Only at the start of the output: the same words inside a file or a log mean nothing.
+_FAILED_TOOL_TEXT = re.compile(
+    r"\s*(?:<tool_use_error>|<error>|(?:Error|ERROR)(?:\[[\w-]+\])?: |String to replace not found in file"
+    r"|File has not been read yet|exec_command failed|Tool execution failed|Command failed)"
+)
 _TEXT_COMMAND = [
     re.compile(r"^\s*\$ (.+)$", re.M),
     re.compile(r"^(?:Command|Ran|Running|Executing|Execute|cmd):\s*`?(.+?)`?\s*$", re.M | re.I),
@@ -180,6 +187,8 @@ def read_tool_call(content: str, metadata: dict[str, Any]) -> ToolUse:
         use.exit_code = exit_code_in(use.output)
     if use.exit_code is not None and use.failed is None:
         use.failed = use.exit_code != 0
+    if use.failed is None and use.output and _FAILED_TOOL_TEXT.match(use.output):
+        use.failed = True  # a harness's refusal sent as plain text, without an is_error flag
     if use.script is None and use.input is None and content.startswith("$ "):
         body = content[2:]
         first = body.split("\n", 1)[0]
