@@ -245,3 +245,19 @@ def test_a_tool_refusal_passed_on_as_plain_text_is_a_failure() -> None:
         assert read_tool_call(text, {}).failed is not True, text
     digest = fold([(ContextType.TOOL_CALL, "String to replace not found in file.\nString: def main():", {})])
     assert any("String to replace not found" in e["text"] for e in digest.errors)
+
+
+def test_a_file_entry_without_metadata_is_named_by_its_first_line() -> None:
+    F = ContextType.FILE
+    digest = fold(
+        [
+            (F, "created tools/run_dev.py\n#!/usr/bin/env python3\nimport subprocess", {}),
+            (F, "Edited: `src/app.ts`\n-const a = 1\n+const a = 2", {}),
+            (F, "README.md\n# Title", {}),
+            (F, "This change makes the importer stream its rows.", {}),
+        ]
+    )
+    assert digest.files["tools/run_dev.py"]["a"] == "created"
+    assert digest.files["src/app.ts"]["a"] == "edited"
+    assert "README.md" in digest.files
+    assert "(unnamed file)" in digest.files  # prose names no file

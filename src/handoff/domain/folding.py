@@ -438,6 +438,36 @@ def _count_tool(digest: Digest, name: str, seq: int, *, failed: bool) -> None:
 
 
 # -- files, system entries ------------------------------------------------------------------------
+# A file entry's first line naming the file, with or without a verb: "edited src/app.py",
+# "Created: docs/x.md", "File: a/b.ts". The path needs a slash or an extension to count.
+_NAMED_FILE = re.compile(
+    r"\s*(?:(created?|new file|added|add|edited|edit|modified|modify|updated|update|wrote|write|deleted|delete|"
+    r"removed|remove|reverted|revert|file)\b:?\s+)?`?((?:[\w.-]+/)+[\w.-]+|[\w-]+\.\w{1,8})`?[ \t]*(?:\n|$)",
+    re.I,
+)
+_FILE_VERBS = {
+    "create": "created",
+    "created": "created",
+    "new": "created",
+    "added": "created",
+    "add": "created",
+    "edit": "edited",
+    "edited": "edited",
+    "modified": "edited",
+    "modify": "edited",
+    "updated": "edited",
+    "update": "edited",
+    "wrote": "edited",
+    "write": "edited",
+    "delete": "deleted",
+    "deleted": "deleted",
+    "removed": "deleted",
+    "remove": "deleted",
+    "reverted": "reverted",
+    "revert": "reverted",
+}
+
+
 def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> None:
     summary = metadata.get("summary")
     if metadata.get("kind") == "analysis" and isinstance(summary, dict):
@@ -453,7 +483,13 @@ def _file(digest: Digest, seq: int, content: str, metadata: dict[str, Any]) -> N
             touch_file(digest, found_path, found_action, seq, change_gist(content))
         if found:
             return
-        path = "(unnamed file)"
+        named = _NAMED_FILE.match(content)
+        if named:  # "created src/app.py" then the text: how a plain integration words a file entry
+            verb, path = (named.group(1) or "").lower(), named.group(2)
+            action = _FILE_VERBS.get(verb.split()[0] if verb else "", action)
+            content = content[named.end() :]
+        else:
+            path = "(unnamed file)"
     touch_file(digest, path, action, seq, change_gist(content) if content.strip() else "")
 
 
