@@ -10,9 +10,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from handoff.container import Container
+from handoff.http.admission import RequesterContext, SessionAdmission
 from handoff.http.auth import BearerAuth, is_loopback
 from handoff.http.resume import ResumeAnywhere
-from handoff.http.streams import RequesterContext, UnboundEventStore, bind_event_stores
+from handoff.http.streams import UnboundEventStore, own_event_store
 from handoff.observability.metrics import metrics_endpoint
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
@@ -65,12 +66,18 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
         # which the SDK sends only when there is a store (and the client speaks 2025-11-25 or later).
         event_store=UnboundEventStore() if resumable else None,
         retry_interval=settings.streams.retry_ms if resumable else None,
+        session_idle_timeout=settings.http.session_idle_seconds,
+        max_sessions=settings.http.max_sessions,
     )
-    served: ASGIApp = app
-    if resumable:
-        bind_event_stores(server.session_manager, container.streams)
-        served = ResumeAnywhere(app, container.streams, security)
-    served = RequesterContext(served)
+    admission = SessionAdmission(
+        server.session_manager,
+        per_principal=settings.http.max_sessions_per_principal,
+        unused_seconds=settings.http.unused_session_seconds,
+        idle_seconds=settings.http.session_idle_seconds,
+        bind=own_event_store(container.streams) if resumable else None,
+    )
+    served: ASGIApp = ResumeAnywhere(app, container.streams, security) if resumable else app
+    served = RequesterContext(served, admission)
     if settings.auth.mode == "tokens":
         return BearerAuth(served, container.tokens.authenticate)
     return served
