@@ -38,6 +38,7 @@ async def test_a_principal_at_its_session_cap_gets_429_while_another_still_opens
             assert "HANDOFF_HTTP__MAX_SESSIONS_PER_PRINCIPAL" in error["message"]
 
             assert (await initialize(other, server.url)).status_code == 200
+            assert (await greedy.get(f"{server.base}/healthz")).status_code == 200  # only sessions are capped
 
             # One session is used; the two never used after initialize are closed after 2 s.
             listed = await greedy.post(

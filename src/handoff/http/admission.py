@@ -45,6 +45,7 @@ log = get_logger("handoff.http")
 # JSON-RPC leaves -32000..-32099 to the server; this one says "too many sessions for you".
 TOO_MANY_SESSIONS = -32029
 _SESSION_HEADER = MCP_SESSION_ID_HEADER.encode()
+MCP_PATH = "/mcp"  # the one route the SDK's session manager serves (app.py)
 
 # The authenticated agent of the HTTP request being served (None without authentication). The
 # manager admits a session, and the transport replays a stream, inside that request's task.
@@ -169,7 +170,7 @@ class RequesterContext:
         agent = agent if isinstance(agent, str) else None
         token = _requester.set(agent)
         try:
-            if self._admission is None or _names_session(scope):
+            if self._admission is None or scope["path"] != MCP_PATH or _names_session(scope):
                 await self._app(scope, receive, send)
             else:
                 await self._admission.serve_opening(_principal(agent, scope), self._app, scope, receive, send)

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from handoff.container import Container
-from handoff.http.admission import RequesterContext, SessionAdmission
+from handoff.http.admission import MCP_PATH, RequesterContext, SessionAdmission
 from handoff.http.auth import BearerAuth, is_loopback
 from handoff.http.resume import ResumeAnywhere
 from handoff.http.streams import UnboundEventStore, own_event_store
@@ -58,7 +58,7 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
     body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
     resumable = settings.streams.resumable
     app: Starlette = server.streamable_http_app(
-        streamable_http_path="/mcp",
+        streamable_http_path=MCP_PATH,
         transport_security=security,
         max_request_body_size=body_limit,
         host=settings.http.host,
