@@ -138,6 +138,7 @@ class Attack:
         self.done = threading.Event()
         self.threads: list[threading.Thread] = []
         self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
 
     def start(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -205,9 +206,9 @@ def abandon_sessions(attack: Attack, url: str, sources: list[str], per_source: i
                 status = http.post(url, json=body, headers=HEADERS).status_code
                 opened += status == 200
                 refused += status == 429
-    attack.counts["sessions_opened"] = attack.counts.get("sessions_opened", 0) + opened
-    attack.counts["refused_429"] = attack.counts.get("refused_429", 0) + refused
-    attack.done.set()
+    with attack.lock:  # two attacker threads add their counts
+        attack.counts["sessions_opened"] = attack.counts.get("sessions_opened", 0) + opened
+        attack.counts["refused_429"] = attack.counts.get("refused_429", 0) + refused
 
 
 def sample_rss(pid: int, stop: threading.Event, peak: list[float]) -> None:

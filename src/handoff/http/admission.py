@@ -32,7 +32,9 @@ import mcp.server.streamable_http as sdk_transport
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types import INVALID_REQUEST, JSONRPCRequest, RequestId
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +47,7 @@ log = get_logger("handoff.http")
 # JSON-RPC leaves -32000..-32099 to the server; this one says "too many sessions for you".
 TOO_MANY_SESSIONS = -32029
 _SESSION_HEADER = MCP_SESSION_ID_HEADER.encode()
+_VERSION_HEADER = MCP_PROTOCOL_VERSION_HEADER.encode()
 MCP_PATH = "/mcp"  # the one route the SDK's session manager serves (app.py)
 
 # The authenticated agent of the HTTP request being served (None without authentication). The
@@ -170,7 +173,7 @@ class RequesterContext:
         agent = agent if isinstance(agent, str) else None
         token = _requester.set(agent)
         try:
-            if self._admission is None or scope["path"] != MCP_PATH or _names_session(scope):
+            if self._admission is None or scope["path"] != MCP_PATH or not _may_open_session(scope):
                 await self._app(scope, receive, send)
             else:
                 await self._admission.serve_opening(_principal(agent, scope), self._app, scope, receive, send)
@@ -178,8 +181,15 @@ class RequesterContext:
             _requester.reset(token)
 
 
-def _names_session(scope: Scope) -> bool:
-    return any(name == _SESSION_HEADER for name, _ in scope["headers"])
+def _may_open_session(scope: Scope) -> bool:
+    """Whether the SDK would open a session for this request: no session id, and not a request of the
+    sessionless protocol revisions (their `MCP-Protocol-Version` is no handshake version)."""
+    for name, value in scope["headers"]:
+        if name == _SESSION_HEADER:
+            return False
+        if name == _VERSION_HEADER and value.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return False
+    return True
 
 
 def _principal(agent: str | None, scope: Scope) -> str:
