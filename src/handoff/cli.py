@@ -164,7 +164,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
         check_bind(settings.http.host, settings.auth)
         # Before anything else: a busy port is reported at once, not after the database is up.
-        listener = listen(settings.http.host, settings.http.port)
+        listener = listen(settings.http.host, settings.http.port, backlog=settings.http.backlog)
     tracing = _start_tracing(settings)
     try:
         if listener is None:
@@ -254,9 +254,14 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
 
     from handoff.container import Container
     from handoff.http.app import build_http_app
+    from handoff.http.connections import ConnectionLimits, bounded_protocol, fit_descriptor_limit
     from handoff.http.serving import AnnouncingServer
     from handoff.mcp.server import build_server
 
+    http = settings.http
+    limits = ConnectionLimits(
+        http.header_timeout_seconds, http.body_timeout_seconds, fit_descriptor_limit(http.max_connections)
+    )
     with listener:
         async with Container.build(settings) as container, _background_jobs(container), container.streams.writer():
             mcp_server = build_server(container)
@@ -267,6 +272,10 @@ async def _serve_http(settings: Settings, listener: socket.socket) -> None:
                 access_log=False,
                 timeout_graceful_shutdown=10,
                 lifespan="on",
+                http=bounded_protocol(limits),
+                timeout_keep_alive=http.keep_alive_seconds,
+                h11_max_incomplete_event_size=http.max_header_bytes,
+                backlog=http.backlog,
             )
             subscriptions = getattr(mcp_server, "subscriptions", None)
             server = AnnouncingServer(

@@ -49,6 +49,35 @@ class HttpSettings(BaseModel):
         default_factory=list,
         description="Extra Host header values accepted besides loopback (DNS-rebinding protection).",
     )
+    # Connections (http/connections.py): uvicorn closes an idle kept-alive connection, but a new
+    # connection that never sends, or sends its headers a byte at a time, it would keep forever.
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's line and headers must arrive within this long, or it is closed."
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="A request's body must arrive within this long after its headers."
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, description="An idle kept-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        default=4096, ge=1, description="Open connections per replica; more are answered 503 and closed at once."
+    )
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="Request line plus headers, at most.")
+    backlog: int = Field(default=2048, ge=1, description="Connections the kernel queues before they are accepted.")
+    # MCP sessions (http/admission.py). A principal is the token's agent, or the client address without auth.
+    max_sessions: int = Field(
+        default=10_000, ge=1, description="Open MCP sessions per replica, all principals together."
+    )
+    max_sessions_per_principal: int = Field(
+        default=100, ge=1, description="Open MCP sessions one principal may hold per replica; past it: 429."
+    )
+    session_idle_seconds: float = Field(
+        default=1800, gt=0, description="A session with no request in flight for this long is closed."
+    )
+    unused_session_seconds: float = Field(
+        default=60, gt=0, description="A session that made no request after `initialize` is closed after this long."
+    )
 
 
 class LimitSettings(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -70,3 +71,36 @@ def new_correlation_id() -> str:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+class Throttled:
+    """One log line per interval for an event that can repeat thousands of times a second.
+
+    An attacker who makes the server fail the same way in a loop (accepts refused for lack of file
+    descriptors, connections over the limit, sessions over a principal's cap) must not be able to fill
+    the disk with our log. The first occurrence is logged at once; later ones are counted and the
+    count goes out with the next line, at most one per `interval_seconds`.
+    """
+
+    def __init__(
+        self,
+        logger: Any,
+        event: str,
+        interval_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._event = event
+        self._interval = interval_seconds
+        self._clock = clock
+        self._last: float | None = None
+        self._unlogged = 0
+
+    def note(self, **fields: Any) -> None:
+        self._unlogged += 1
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            return
+        self._logger.warning(self._event, occurrences=self._unlogged, per_seconds=self._interval, **fields)
+        self._last = now
+        self._unlogged = 0

@@ -64,11 +64,16 @@ class RunningServer:
 
 @contextmanager
 def http_server(
-    database_url: str | ServerDatabase, *, timeout: float = 30.0, **extra_env: str
+    database_url: str | ServerDatabase,
+    *,
+    timeout: float = 30.0,
+    launcher: tuple[str, ...] = (),
+    **extra_env: str,
 ) -> Iterator[RunningServer]:
-    """Run `handoff serve --transport http --port 0` and yield once it prints its URL."""
+    """Run `handoff serve --transport http --port 0` (behind `launcher`, e.g. prlimit) and yield once
+    it prints its URL."""
     process = subprocess.Popen(
-        [HANDOFF, "serve", "--transport", "http", "--host", "127.0.0.1", "--port", "0"],
+        [*launcher, HANDOFF, "serve", "--transport", "http", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,10 +10,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from handoff.container import Container
+from handoff.http.admission import MCP_PATH, RequesterContext, SessionAdmission
 from handoff.http.auth import BearerAuth, is_loopback
 from handoff.http.oauth import OAuthConfig, access_tokens, add_metadata_routes, challenge_for
 from handoff.http.resume import ResumeAnywhere
-from handoff.http.streams import RequesterContext, UnboundEventStore, bind_event_stores
+from handoff.http.streams import UnboundEventStore, own_event_store
 from handoff.observability.metrics import metrics_endpoint
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
@@ -62,7 +63,7 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
     body_limit = settings.limits.max_content_bytes * 6 + settings.limits.max_metadata_bytes * 6 + 1024 * 1024
     resumable = settings.streams.resumable
     app: Starlette = server.streamable_http_app(
-        streamable_http_path="/mcp",
+        streamable_http_path=MCP_PATH,
         transport_security=security,
         max_request_body_size=body_limit,
         host=settings.http.host,
@@ -70,12 +71,18 @@ def build_http_app(server: MCPServer, container: Container) -> ASGIApp:
         # which the SDK sends only when there is a store (and the client speaks 2025-11-25 or later).
         event_store=UnboundEventStore() if resumable else None,
         retry_interval=settings.streams.retry_ms if resumable else None,
+        session_idle_timeout=settings.http.session_idle_seconds,
+        max_sessions=settings.http.max_sessions,
     )
-    served: ASGIApp = app
-    if resumable:
-        bind_event_stores(server.session_manager, container.streams)
-        served = ResumeAnywhere(app, container.streams, security)
-    served = RequesterContext(served)
+    admission = SessionAdmission(
+        server.session_manager,
+        per_principal=settings.http.max_sessions_per_principal,
+        unused_seconds=settings.http.unused_session_seconds,
+        idle_seconds=settings.http.session_idle_seconds,
+        bind=own_event_store(container.streams) if resumable else None,
+    )
+    served: ASGIApp = ResumeAnywhere(app, container.streams, security) if resumable else app
+    served = RequesterContext(served, admission)
     if settings.auth.mode == "tokens":
         return BearerAuth(served, container.tokens.authenticate)
     if oauth is not None:

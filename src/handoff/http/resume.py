@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handoff.domain.streams import StreamOwner, StreamPosition, fingerprint
-from handoff.http.streams import requester
+from handoff.http.admission import requester
 from handoff.logs import get_logger
 from handoff.services.streams import StreamService
 

@@ -19,6 +19,7 @@ import uvicorn
 import handoff
 from handoff.container import Container
 from handoff.errors import CannotStart
+from handoff.http.connections import AcceptErrorLog
 from handoff.logs import get_logger
 
 log = get_logger("handoff.cli")
@@ -26,7 +27,7 @@ log = get_logger("handoff.cli")
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     """The listening socket, bound before anything else starts, or one line saying why it can't be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets whose protocol says TCP,
@@ -39,7 +40,7 @@ def listen(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         listener.bind((host, port))
-        listener.listen(2048)
+        listener.listen(backlog)
     except (socket.gaierror, UnicodeError) as error:
         listener.close()
         raise CannotStart(f"cannot listen on {host!r}: not an address or host name of this machine.") from error
@@ -96,6 +97,7 @@ class AnnouncingServer(uvicorn.Server):
         if self.should_exit or not self.servers:
             return
         host, port = self.servers[0].sockets[0].getsockname()[:2]
+        AcceptErrorLog(asyncio.get_running_loop())
         print(banner(str(host), int(port), self.container), flush=True)
         log.info("serving", transport="http", url=local_url(str(host), int(port)))
         self._watch_stdin()

@@ -3,7 +3,7 @@
 The SDK's session manager hands one event store to every session it opens and calls it with a
 stream id only: the JSON-RPC request id, which is `1` in every session. A store shared as given
 would replay one client's answers to another client who reconnects with a guessed id. So each
-session gets its own store as the manager admits it (`bind_event_stores`), owned by the session's
+session gets its own store as the manager admits it (`own_event_store`), owned by the session's
 id (as a fingerprint) and the authenticated agent of the request that opened it; a replay is
 served only to the same pair, and its event ids carry a random stream key (domain/streams.py).
 
@@ -15,16 +15,20 @@ reconnect from the database instead.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
-from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventId, EventMessage, EventStore, StreamId
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.streamable_http import (
+    GET_STREAM_KEY,
+    EventCallback,
+    EventId,
+    EventMessage,
+    EventStore,
+    StreamableHTTPServerTransport,
+    StreamId,
+)
 from mcp_types import INTERNAL_ERROR, ErrorData, JSONRPCError, JSONRPCMessage, JSONRPCResponse
 from mcp_types import jsonrpc_message_adapter as messages
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handoff.domain.streams import (
     NewStreamEvent,
@@ -34,37 +38,14 @@ from handoff.domain.streams import (
     new_stream_key,
     parse_event_id,
 )
+from handoff.http.admission import requester
 from handoff.logs import get_logger
-from handoff.mcp.identity import AGENT_SCOPE_KEY
 from handoff.services.streams import StreamService
 
 log = get_logger("handoff.http")
 
 # How long new events of a resumed stream wait for the reconnected client to be forwarded to.
 RESUME_WAIT_SECONDS = 2.0
-
-# The authenticated agent of the HTTP request being served (None without authentication). The
-# manager admits a session, and the transport replays a stream, inside that request's task.
-_requester: ContextVar[str | None] = ContextVar("handoff_stream_requester", default=None)
-
-
-def requester() -> str | None:
-    return _requester.get()
-
-
-class RequesterContext:
-    """ASGI middleware: make the request's authenticated agent visible to the event stores."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        agent = scope.get(AGENT_SCOPE_KEY) if scope["type"] == "http" else None
-        token = _requester.set(agent if isinstance(agent, str) else None)
-        try:
-            await self._app(scope, receive, send)
-        finally:
-            _requester.reset(token)
 
 
 @dataclass
@@ -136,7 +117,7 @@ class SessionEventStore(EventStore):
                 self._by_key.pop(stream.key, None)
 
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
-        if _requester.get() != self._owner.agent:
+        if requester() != self._owner.agent:
             log.warning("stream replay refused: another agent than the one that opened the session")
             return None
         parsed = parse_event_id(last_event_id)
@@ -200,22 +181,19 @@ class UnboundEventStore(EventStore):
         raise RuntimeError("event store used without a session binding")
 
 
-def bind_event_stores(manager: StreamableHTTPSessionManager, service: StreamService) -> None:
-    """Give every session the manager admits its own `SessionEventStore`.
+def own_event_store(service: StreamService) -> Callable[[StreamableHTTPServerTransport], None]:
+    """What gives every session the manager admits its own `SessionEventStore` (http/admission.py
+    calls it for each admitted transport).
 
-    The SDK (pinned below 2.4) has no hook for this, so the manager's private `_admit_session` is
-    wrapped and the new transport's store replaced before it serves its first request (the store
-    also reads which streams the transport forwards to, `_request_streams`);
-    tests/e2e/test_resumable_streams.py fails if a new SDK stops honouring either.
+    The SDK (pinned below 2.4) has no hook for this, so the new transport's store is replaced before
+    it serves its first request (the store also reads which streams the transport forwards to,
+    `_request_streams`); tests/e2e/test_resumable_streams.py fails if a new SDK stops honouring either.
     """
-    admit = manager._admit_session
 
-    def admit_with_own_store(requestor: Any) -> Any:
-        transport = admit(requestor)
-        if transport is not None and transport.mcp_session_id is not None:
-            owner = StreamOwner(fingerprint(transport.mcp_session_id), _requester.get())
+    def bind(transport: StreamableHTTPServerTransport) -> None:
+        if transport.mcp_session_id is not None:
+            owner = StreamOwner(fingerprint(transport.mcp_session_id), requester())
             live = transport._request_streams
             transport._event_store = SessionEventStore(service, owner, lambda stream_id: stream_id in live)
-        return transport
 
-    manager._admit_session = admit_with_own_store  # type: ignore[method-assign]
+    return bind
