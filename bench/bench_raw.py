@@ -161,7 +161,10 @@ def seed(handoff: RawClient, entries: int) -> None:
     for i in range(entries):
         kind = ("message", "tool_call", "file")[i % 3]
         text = " ".join(rng.choice(["fix", "the", "login", "test", "fails", "cache", "retry"]) for _ in range(30))
-        handoff.call("update_context", {"session_key": "bench", "context_type": kind, "content": f"{i}: {text}"})
+        handoff.call(
+            "update_context",
+            {"session_key": "bench", "context_type": kind, "content": f"{i}: {text}", "agent": "bench"},
+        )
 
 
 def measure(handoff: RawClient, noop: RawClient, calls: int) -> dict[str, list[float]]:
@@ -174,6 +177,8 @@ def measure(handoff: RawClient, noop: RawClient, calls: int) -> dict[str, list[f
                 "session_key": "bench",
                 "context_type": "message",
                 "content": "x" * 200,
+                # Named: the session is handed off between calls, and then an unnamed write is refused.
+                "agent": "bench",
                 "idempotency_key": f"k{next(counter)}",
             },
         ),
